@@ -1,0 +1,44 @@
+# pgwarm — see README.md. `make test` is what CI runs.
+GO        ?= go
+BIN       := bin
+LAB       := examples/lab/lab.sh
+LAB_SUITE ?= bookworm
+export LAB_SUITE
+
+.PHONY: all build test test-unit test-lab lab-up lab-down demo vet bench-wal bench-plan clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+vet:
+	$(GO) vet ./...
+
+# Unit tests: seconds, no Docker.
+test-unit: vet
+	$(GO) test -race -short -count=1 ./...
+
+# Integration tests against the lab: required, never skipped.
+test-lab: build lab-up
+	PGWARM_LAB_REQUIRED=1 $(GO) test -count=1 -p 1 -timeout 40m -run 'Lab' ./...
+
+test: test-unit test-lab
+
+lab-up:
+	bash $(LAB) up
+
+lab-down:
+	bash $(LAB) down
+
+demo: build lab-up
+	bash examples/lab/demo.sh
+
+bench-wal: build
+	bash bench/wal/run.sh
+
+bench-plan: build lab-up
+	bash bench/plan/run.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,112 @@
+// Package labtest connects integration tests to the lab started by
+// `make lab-up` (examples/lab/lab.sh). When PGWARM_LAB_REQUIRED=1 (as in
+// `make test` and CI) a lab that is not up fails the test instead of
+// skipping it, so CI can never go green by running nothing.
+package labtest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Lab is what examples/lab/.state/lab.env says about the running lab.
+type Lab struct {
+	Dir            string // examples/lab
+	Inventory      string // examples/lab/pgwarm.yaml
+	KeyFile        string // private key accepted by every lab host for User, root and NoSudoUser
+	KnownHosts     string // known_hosts with every lab host's key
+	User           string // non-root user with passwordless sudo
+	NoSudoUser     string // non-root user without sudo rights (for the bad-sudo path)
+	SSHPort        int
+	PGVersion      int
+	Suite          string
+	Hosts          map[string]string // pg1, pg2, arch -> address
+	Containers     map[string]string // pg1, pg2, arch -> docker container name
+}
+
+// Root is the repository root, found from this source file.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Require returns the lab, or skips the test when the lab is not up and not
+// required, or fails it when PGWARM_LAB_REQUIRED=1.
+func Require(t testing.TB) Lab {
+	t.Helper()
+	lab, err := Load()
+	if err == nil {
+		err = lab.reachable()
+	}
+	if err != nil {
+		if os.Getenv("PGWARM_LAB_REQUIRED") == "1" {
+			t.Fatalf("lab required but not usable (run `make lab-up`): %v", err)
+		}
+		t.Skipf("lab not up (run `make lab-up`, or set PGWARM_LAB_REQUIRED=1 to fail): %v", err)
+	}
+	return lab
+}
+
+// Load reads examples/lab/.state/lab.env.
+func Load() (Lab, error) {
+	dir := filepath.Join(Root(), "examples", "lab")
+	envFile := filepath.Join(dir, ".state", "lab.env")
+	f, err := os.Open(envFile)
+	if err != nil {
+		return Lab{}, err
+	}
+	defer f.Close()
+	kv := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return Lab{}, fmt.Errorf("%s: bad line %q", envFile, line)
+		}
+		kv[k] = strings.Trim(v, `"'`)
+	}
+	lab := Lab{
+		Dir:        dir,
+		Inventory:  filepath.Join(dir, "pgwarm.yaml"),
+		KeyFile:    kv["LAB_KEY"],
+		KnownHosts: kv["LAB_KNOWN_HOSTS"],
+		User:       kv["LAB_USER"],
+		NoSudoUser: kv["LAB_NOSUDO_USER"],
+		Suite:      kv["LAB_SUITE"],
+		Hosts:      map[string]string{},
+		Containers: map[string]string{},
+	}
+	fmt.Sscan(kv["LAB_SSH_PORT"], &lab.SSHPort)
+	fmt.Sscan(kv["LAB_PG_VERSION"], &lab.PGVersion)
+	for _, h := range []string{"pg1", "pg2", "arch"} {
+		up := strings.ToUpper(h)
+		lab.Hosts[h] = kv["LAB_"+up+"_ADDR"]
+		lab.Containers[h] = kv["LAB_"+up+"_CONTAINER"]
+	}
+	return lab, nil
+}
+
+func (l Lab) reachable() error {
+	for name, addr := range l.Hosts {
+		if addr == "" {
+			return fmt.Errorf("lab.env has no address for %s", name)
+		}
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, fmt.Sprint(l.SSHPort)), 3*time.Second)
+		if err != nil {
+			return fmt.Errorf("%s: %v", name, err)
+		}
+		c.Close()
+	}
+	return nil
+}
