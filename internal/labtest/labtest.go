@@ -18,17 +18,17 @@ import (
 
 // Lab is what examples/lab/.state/lab.env says about the running lab.
 type Lab struct {
-	Dir            string // examples/lab
-	Inventory      string // examples/lab/pgwarm.yaml
-	KeyFile        string // private key accepted by every lab host for User, root and NoSudoUser
-	KnownHosts     string // known_hosts with every lab host's key
-	User           string // non-root user with passwordless sudo
-	NoSudoUser     string // non-root user without sudo rights (for the bad-sudo path)
-	SSHPort        int
-	PGVersion      int
-	Suite          string
-	Hosts          map[string]string // pg1, pg2, arch -> address
-	Containers     map[string]string // pg1, pg2, arch -> docker container name
+	Dir        string // examples/lab
+	Inventory  string // examples/lab/pgwarm.yaml
+	KeyFile    string // private key accepted by every lab host for User, root and NoSudoUser
+	KnownHosts string // known_hosts with every lab host's key
+	User       string // non-root user with passwordless sudo
+	NoSudoUser string // non-root user without sudo rights (for the bad-sudo path)
+	SSHPort    int
+	PGVersion  int
+	Suite      string
+	Hosts      map[string]string // pg1, pg2, arch -> address
+	Containers map[string]string // pg1, pg2, arch -> docker container name
 }
 
 // Root is the repository root, found from this source file.
