@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The pgwarm lab: three real hosts (pg1 primary, pg2 future standby, arch
+# archive) in containers on a private Docker network, each with sshd, a
+# non-root sudo user, cron and the same PostgreSQL major.
+#
+#   lab.sh up      build (once) and start the lab; writes .state/ and pgwarm.yaml
+#   lab.sh down    remove the containers and the network (images are kept)
+#   lab.sh status  show the containers
+#   lab.sh images  build the images only
+#
+# LAB_SUITE=bullseye|bookworm|trixie picks the Debian suite and so the
+# PostgreSQL major (13, 15, 17). No registry is reachable here, so the base
+# image is made with debootstrap from Debian's packages and `docker import`ed,
+# unless the engine already has debian:<suite>.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+suite=${LAB_SUITE:-bookworm}
+mirror=${LAB_MIRROR:-http://deb.debian.org/debian}
+state=$here/.state
+net=pgwarm-lab
+subnet=${LAB_SUBNET:-172.31.231.0/24}
+prefix=${subnet%.*}
+image=pgwarm-lab:$suite
+base=pgwarm-base:$suite
+declare -A addr=([pg1]=$prefix.11 [pg2]=$prefix.12 [arch]=$prefix.13)
+declare -A role=([pg1]=primary [pg2]=standby [arch]=archive)
+hosts=(pg1 pg2 arch)
+
+say() { printf 'lab: %s\n' "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+
+case $suite in
+  bullseye) pgver=13 ;; bookworm) pgver=15 ;; trixie) pgver=17 ;;
+  *) die "LAB_SUITE=$suite: use bullseye, bookworm or trixie" ;;
+esac
+
+need() { command -v "$1" >/dev/null || die "$1 not found: $2"; }
+
+base_image() {
+  if docker image inspect "debian:$suite" >/dev/null 2>&1; then
+    echo "debian:$suite"; return
+  fi
+  if ! docker image inspect "$base" >/dev/null 2>&1; then
+    need debootstrap "apt-get install debootstrap"
+    local root
+    root=$(mktemp -d /tmp/pgwarm-debootstrap.XXXXXX)
+    say "building $base with debootstrap from $mirror (a few minutes, once)"
+    debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$root.log" 2>&1 \
+      || { tail -20 "$root.log" >&2; rm -rf "$root"; die "debootstrap $suite failed (log above)"; }
+    echo "deb $mirror $suite main" > "$root/etc/apt/sources.list"
+    tar -C "$root" -c . | docker import -q - "$base" >/dev/null
+    rm -rf "$root" "$root.log"
+  fi
+  echo "$base"
+}
+
+images() {
+  need docker "install Docker"
+  local from
+  from=$(base_image)
+  # Rebuild only when the Dockerfile or its files changed: a label holds their hash.
+  local sum
+  sum=$(cat "$here/Dockerfile" "$here/entrypoint.sh" "$here/sshd_config" | sha256sum | cut -c1-16)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "pgwarm.lab.sum"}}' "$image" 2>/dev/null)" = "$sum" ]; then
+    return
+  fi
+  say "building $image from $from"
+  docker build -q --build-arg "BASE=$from" --label "pgwarm.lab.sum=$sum" -t "$image" "$here" >/dev/null
+}
+
+secrets() {
+  mkdir -p "$state"; chmod 0700 "$state"
+  [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C pgwarm-lab -f "$state/id_ed25519"
+  [ -f "$state/pg_password" ] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$state/pg_password"; }
+  [ -f "$state/replication_password" ] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$state/replication_password"; }
+  mkdir -p "$state/share"
+  cp "$state/id_ed25519.pub" "$state/share/authorized_keys"
+  cp "$state/pg_password" "$state/share/pg_password"
+}
+
+running() { [ "$(docker inspect -f '{{.State.Running}}' "pgwarm-lab-$1" 2>/dev/null)" = true ]; }
+
+start_host() {
+  local h=$1 c=pgwarm-lab-$1
+  if docker inspect "$c" >/dev/null 2>&1; then
+    if [ "$(docker inspect -f '{{.Config.Image}}' "$c")" != "$image" ]; then
+      die "container $c runs $(docker inspect -f '{{.Config.Image}}' "$c"), not $image: run 'make lab-down' first"
+    fi
+    running "$h" || docker start "$c" >/dev/null
+    return
+  fi
+  local hostsargs=()
+  for o in "${hosts[@]}"; do [ "$o" = "$h" ] || hostsargs+=(--add-host "$o:${addr[$o]}"); done
+  docker run -d --name "$c" --hostname "$h" --network "$net" --ip "${addr[$h]}" \
+    "${hostsargs[@]}" -e "LAB_ROLE=${role[$h]}" \
+    --label pgwarm.lab=1 -v "$state/share:/lab:ro" \
+    --cap-add NET_ADMIN --shm-size 256m "$image" >/dev/null
+}
+
+wait_ssh() {
+  local h=$1 i
+  for i in $(seq 1 100); do
+    if ssh -q -i "$state/id_ed25519" -o BatchMode=yes -o UserKnownHostsFile="$state/known_hosts" \
+        -o StrictHostKeyChecking=yes -o ConnectTimeout=2 "root@${addr[$h]}" true 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.3
+  done
+  docker logs "pgwarm-lab-$h" 2>&1 | tail -20 >&2
+  die "$h (${addr[$h]}) did not answer on ssh"
+}
+
+known_hosts() {
+  # Host keys are read through docker exec, a channel we already trust,
+  # instead of trust-on-first-use scanning.
+  local h k i
+  : > "$state/known_hosts.new"
+  for h in "${hosts[@]}"; do
+    for i in $(seq 1 50); do
+      k=$(docker exec "pgwarm-lab-$h" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && break
+      sleep 0.2
+    done
+    [ -n "$k" ] || die "$h: no ssh host key"
+    echo "${addr[$h]} $(echo "$k" | cut -d' ' -f1-2)" >> "$state/known_hosts.new"
+  done
+  mv "$state/known_hosts.new" "$state/known_hosts"
+}
+
+write_env() {
+  cat > "$state/lab.env" <<ENV
+# written by examples/lab/lab.sh up; read by internal/labtest
+LAB_SUITE=$suite
+LAB_PG_VERSION=$pgver
+LAB_KEY=$state/id_ed25519
+LAB_KNOWN_HOSTS=$state/known_hosts
+LAB_USER=pgwarm
+LAB_NOSUDO_USER=nosudo
+LAB_SSH_PORT=22
+LAB_PG_USER=pgwarm_lab
+LAB_PG_PASSWORD=$(cat "$state/pg_password")
+LAB_PG1_ADDR=${addr[pg1]}
+LAB_PG2_ADDR=${addr[pg2]}
+LAB_ARCH_ADDR=${addr[arch]}
+LAB_PG1_CONTAINER=pgwarm-lab-pg1
+LAB_PG2_CONTAINER=pgwarm-lab-pg2
+LAB_ARCH_CONTAINER=pgwarm-lab-arch
+ENV
+  sed -e "s/@VERSION@/$pgver/" -e "s/@PG1@/${addr[pg1]}/" -e "s/@PG2@/${addr[pg2]}/" \
+      -e "s/@ARCH@/${addr[arch]}/" -e "s/@SUITE@/$suite/" "$here/pgwarm.yaml.in" > "$here/pgwarm.yaml"
+}
+
+up() {
+  images
+  secrets
+  if ! docker network inspect "$net" >/dev/null 2>&1; then
+    docker network create --subnet "$subnet" --label pgwarm.lab=1 "$net" >/dev/null \
+      || die "could not create network $net ($subnet); set LAB_SUBNET to a free /24"
+  fi
+  for h in "${hosts[@]}"; do start_host "$h"; done
+  known_hosts
+  for h in "${hosts[@]}"; do wait_ssh "$h"; done
+  write_env
+  say "up: pg1 ${addr[pg1]}, pg2 ${addr[pg2]}, arch ${addr[arch]} (Debian $suite, PostgreSQL $pgver)"
+  say "inventory: examples/lab/pgwarm.yaml; replication password: export PGWARM_REPLICATION_PASSWORD=\$(cat examples/lab/.state/replication_password)"
+}
+
+down() {
+  local ids
+  ids=$(docker ps -aq --filter label=pgwarm.lab=1)
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  docker network rm "$net" >/dev/null 2>&1 || true
+  rm -f "$state/lab.env" "$state/known_hosts" "$here/pgwarm.yaml"
+  say "down"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  images) images ;;
+  status) docker ps -a --filter label=pgwarm.lab=1 --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
+  *) echo "usage: $0 up|down|status|images" >&2; exit 2 ;;
+esac
