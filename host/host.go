@@ -36,8 +36,9 @@ type Host interface {
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 
 	// WriteFile replaces path atomically: temp file in the same directory,
-	// fsync, chmod/chown, rename, fsync of the directory. Owner is
-	// "user" or "user:group"; empty keeps the connection user's.
+	// fsync, chown/chmod, rename, fsync of the directory. Owner is
+	// "user" or "user:group"; empty leaves the file to the effective user
+	// (root under `become: sudo`). A missing directory is fs.ErrNotExist.
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode, owner string) error
 
 	// Stat describes path. A missing path gives an error for which
@@ -91,11 +92,16 @@ type FileInfo struct {
 // so that the operator sees at once where it happened.
 type Error struct {
 	Host string
-	Op   string // "connect", "run", "read", "write", "stat", "sha256", "upload", "dial"
+	Op   string // "connect", "run", "read", "write", "stat", "sha256", "upload", "dial", "close", or "" (see Parallel)
 	Err  error
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%s: %s: %v", e.Host, e.Op, e.Err) }
+func (e *Error) Error() string {
+	if e.Op == "" { // e.g. an error from a Parallel callback, already self-explanatory
+		return fmt.Sprintf("%s: %v", e.Host, e.Err)
+	}
+	return fmt.Sprintf("%s: %s: %v", e.Host, e.Op, e.Err)
+}
 func (e *Error) Unwrap() error { return e.Err }
 
 // ErrHostKeyUnknown and ErrHostKeyChanged are the two host-key refusals.

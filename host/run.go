@@ -1,0 +1,285 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// pidMarker prefixes the line on stderr in which the remote wrapper reports
+// the process group it runs the command in, so a timeout can kill it all.
+const pidMarker = "pgwarm-pid:"
+
+// runWrapper starts the command in a new session (setsid, util-linux) so
+// that it and all its children form one process group, reports that
+// group's id, then runs the command with /bin/sh. Killing only the sshd
+// session (or sudo) would leave children such as pg_basebackup running.
+const runWrapper = `echo ` + pidMarker + `$$ >&2; exec sh -c "$1"`
+
+// wrap turns shell text into the remote command line, through sudo -n
+// when becoming root. Every layer receives the text as one quoted word.
+func (h *sshHost) wrap(command string) string {
+	args := []string{"setsid", "-w", "sh", "-c", runWrapper, "pgwarm", command}
+	if h.sudo {
+		args = append([]string{"sudo", "-n", "--"}, args...)
+	}
+	return Join(args...)
+}
+
+// Run executes cmd.Command with /bin/sh on the host.
+func (h *sshHost) Run(ctx context.Context, cmd Cmd) (Result, error) {
+	var stdin io.Reader
+	if cmd.Stdin != nil {
+		stdin = bytes.NewReader(cmd.Stdin)
+	}
+	res, err := h.run(ctx, cmd.Command, stdin, cmd.Timeout)
+	if err != nil {
+		return res, &Error{Host: h.name, Op: "run", Err: err}
+	}
+	return res, nil
+}
+
+// run is Run without the host prefix on errors, for the file operations.
+func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, timeout time.Duration) (Result, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	select {
+	case h.sessions <- struct{}{}:
+		defer func() { <-h.sessions }()
+	case <-ctx.Done():
+		return Result{}, cmdError(command, ctx.Err(), timeout)
+	}
+	sess, err := h.client.NewSession()
+	if err != nil {
+		return Result{}, fmt.Errorf("new session: %w", err)
+	}
+	defer sess.Close()
+	var stdout bytes.Buffer
+	stderr := newPidStripper()
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, &stdout, stderr
+	if err := sess.Start(h.wrap(command)); err != nil {
+		return Result{}, fmt.Errorf("start %s: %w", shortCmd(command), err)
+	}
+	waitc := make(chan error, 1)
+	go func() { waitc <- sess.Wait() }()
+
+	var werr error
+	select {
+	case werr = <-waitc:
+	case <-ctx.Done():
+		h.kill(stderr)
+		sess.Signal(ssh.SIGKILL) // in case the wrapper never reported its group
+		sess.Close()
+		<-waitc
+		res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1}
+		return res, cmdError(command, ctx.Err(), timeout)
+	}
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var ee *ssh.ExitError
+	switch {
+	case werr == nil:
+	case errors.As(werr, &ee):
+		res.ExitCode = ee.ExitStatus()
+		if sig := ee.Signal(); sig != "" {
+			res.ExitCode = 128 + signalNumber(sig)
+		}
+	default:
+		return res, fmt.Errorf("%s: %w", shortCmd(command), werr)
+	}
+	if h.sudo && res.ExitCode == 1 && sudoRefused(res.Stderr) {
+		return res, fmt.Errorf("%w: %s", ErrSudo, firstLine(res.Stderr))
+	}
+	return res, nil
+}
+
+func cmdError(command string, err error, timeout time.Duration) error {
+	if errors.Is(err, context.DeadlineExceeded) && timeout > 0 {
+		return fmt.Errorf("%s: killed after timeout %s: %w", shortCmd(command), timeout, err)
+	}
+	return fmt.Errorf("%s: %w", shortCmd(command), err)
+}
+
+// kill ends the command's process group from a fresh session: TERM, then
+// KILL after up to a second. Best effort and bounded: the connection may
+// be what failed.
+func (h *sshHost) kill(s *pidStripper) {
+	var pid int
+	select {
+	case pid = <-s.pidc:
+	case <-time.After(2 * time.Second):
+	}
+	if pid <= 1 {
+		return
+	}
+	g := "-" + strconv.Itoa(pid)
+	script := "kill -TERM -- " + g + " 2>/dev/null || exit 0; i=0; while [ $i -lt 10 ] && kill -0 -- " + g +
+		" 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -KILL -- " + g + " 2>/dev/null; exit 0"
+	line := Join("sh", "-c", script)
+	if h.sudo {
+		line = Join("sudo", "-n", "--", "sh", "-c", script)
+	}
+	sess, err := h.client.NewSession() // outside the semaphore: the slot is still held by the command
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	done := make(chan struct{})
+	go func() { sess.Run(line); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// pidStripper is the session's stderr: it takes the wrapper's pid line out
+// of the stream (lines before it, such as sudo's warnings, pass through)
+// and hands the pid over on pidc.
+type pidStripper struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer // what the command wrote to stderr
+	pending []byte       // a partial line while still looking for the marker
+	looking bool
+	lines   int
+	pidc    chan int
+}
+
+func newPidStripper() *pidStripper {
+	return &pidStripper{looking: true, pidc: make(chan int, 1)}
+}
+
+func (s *pidStripper) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.looking {
+		return s.buf.Write(p)
+	}
+	s.pending = append(s.pending, p...)
+	for s.looking {
+		i := bytes.IndexByte(s.pending, '\n')
+		if i < 0 {
+			break
+		}
+		line := s.pending[:i]
+		if pid, ok := strings.CutPrefix(string(line), pidMarker); ok {
+			if n, err := strconv.Atoi(pid); err == nil {
+				s.pidc <- n
+			}
+			s.looking = false
+		} else {
+			s.buf.Write(s.pending[:i+1])
+			// The marker is the wrapper's first output; sudo may
+			// warn a line or two before it, nothing else does.
+			if s.lines++; s.lines >= 8 {
+				s.looking = false
+			}
+		}
+		s.pending = s.pending[i+1:]
+	}
+	if !s.looking {
+		s.buf.Write(s.pending)
+		s.pending = nil
+	}
+	return len(p), nil
+}
+
+// Bytes is the command's stderr, marker removed.
+func (s *pidStripper) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]byte(nil), s.buf.Bytes()...)
+	return append(out, s.pending...)
+}
+
+// checkSudo runs `sudo -n true` and explains a refusal.
+func (h *sshHost) checkSudo(ctx context.Context) error {
+	sess, err := h.client.NewSession()
+	if err != nil {
+		return fmt.Errorf("sudo check: %w", err)
+	}
+	defer sess.Close()
+	var out bytes.Buffer
+	sess.Stdout, sess.Stderr = &out, &out
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+	err = sess.Run("LC_ALL=C sudo -n true")
+	if ctx.Err() != nil {
+		return fmt.Errorf("sudo check: %w", ctx.Err())
+	}
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &ee):
+		return fmt.Errorf("sudo check: %w", err)
+	case ee.ExitStatus() == 127:
+		return fmt.Errorf("%w: sudo is not installed (install it, or connect as root)", ErrSudo)
+	case sudoRefused(out.Bytes()):
+		return fmt.Errorf("%w: user %q may not run sudo without a password (check /etc/sudoers on %s)", ErrSudo, h.user, h.name)
+	default:
+		return fmt.Errorf("%w: `sudo -n true` as %q exited %d: %s", ErrSudo, h.user, ee.ExitStatus(), strings.TrimSpace(firstLine(out.Bytes())))
+	}
+}
+
+// sudoRefused recognises sudo's own refusals (run with LC_ALL=C or not,
+// these are the messages of an untranslated sudo).
+func sudoRefused(stderr []byte) bool {
+	s := string(stderr)
+	return strings.Contains(s, "sudo: a password is required") ||
+		strings.Contains(s, "is not in the sudoers file") ||
+		strings.Contains(s, "is not allowed to execute") ||
+		strings.Contains(s, "may not run sudo")
+}
+
+// shortCmd is a command for an error message: first line, bounded.
+func shortCmd(c string) string {
+	c = firstLine([]byte(c))
+	if len(c) > 60 {
+		c = c[:57] + "..."
+	}
+	return strconv.Quote(c)
+}
+
+// signalNumber maps the signal names SSH reports to Linux numbers, for
+// the shell's 128+n exit status.
+func signalNumber(name string) int {
+	switch name {
+	case "HUP":
+		return 1
+	case "INT":
+		return 2
+	case "QUIT":
+		return 3
+	case "ILL":
+		return 4
+	case "ABRT":
+		return 6
+	case "FPE":
+		return 8
+	case "KILL":
+		return 9
+	case "USR1":
+		return 10
+	case "SEGV":
+		return 11
+	case "USR2":
+		return 12
+	case "PIPE":
+		return 13
+	case "ALRM":
+		return 14
+	case "TERM":
+		return 15
+	}
+	return 0
+}
