@@ -1,0 +1,31 @@
+package main
+
+import (
+	"github.com/pgwarm/pgwarm/wal"
+	"github.com/urfave/cli/v2"
+)
+
+func restoreCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restore",
+		Usage:     "restore_command: check NAME and write it to DEST (%f %p)",
+		ArgsUsage: "NAME DEST",
+		Flags: append(archiveFlags(),
+			&cli.BoolFlag{Name: "wait", Usage: "warm standby: wait for the segment like pg_standby until it arrives or the trigger file appears"},
+			&cli.StringFlag{Name: "trigger", Usage: "trigger `FILE` that ends recovery (content \"fast\": now; anything else: after replaying what is archived)"},
+		),
+		Action: func(c *cli.Context) error {
+			name := c.Args().Get(0)
+			if err := needArgs(c, "NAME", "DEST"); err != nil {
+				return fail("restore", name, err)
+			}
+			a, err := openArchive(c)
+			if err != nil {
+				return fail("restore", name, err)
+			}
+			defer a.Close()
+			return fail("restore", name, wal.Restore(c.Context, a, name, c.Args().Get(1),
+				wal.WaitOptions{Wait: c.Bool("wait"), Trigger: c.String("trigger")}))
+		},
+	}
+}

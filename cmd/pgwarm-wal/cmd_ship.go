@@ -1,0 +1,34 @@
+package main
+
+import (
+	"github.com/pgwarm/pgwarm/wal"
+	"github.com/pgwarm/pgwarm/wal/walfile"
+	"github.com/urfave/cli/v2"
+)
+
+func shipCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ship",
+		Usage:     "archive_command: store PATH durably as NAME (%p %f)",
+		ArgsUsage: "PATH NAME",
+		Flags: append(archiveFlags(), &cli.StringFlag{
+			Name: "compression", Value: "zstd", Usage: "zstd | gzip | none",
+		}),
+		Action: func(c *cli.Context) error {
+			name := c.Args().Get(1)
+			if err := needArgs(c, "PATH", "NAME"); err != nil {
+				return fail("ship", name, err)
+			}
+			comp, err := walfile.ParseCompression(c.String("compression"))
+			if err != nil {
+				return fail("ship", name, badInput(err))
+			}
+			a, err := openArchive(c)
+			if err != nil {
+				return fail("ship", name, err)
+			}
+			defer a.Close()
+			return fail("ship", name, wal.Ship(c.Context, a, c.Args().Get(0), name, comp))
+		},
+	}
+}

@@ -1,0 +1,147 @@
+// Package archive stores and fetches archived WAL files. One interface,
+// two backends: a local (or NFS-mounted) directory, and ssh:// whose far
+// end is `pgwarm-wal serve` running the same local backend.
+package archive
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgwarm/pgwarm/wal/segname"
+	"github.com/pgwarm/pgwarm/wal/walfile"
+)
+
+// Archive is what the pgwarm-wal commands need from a storage backend.
+type Archive interface {
+	// Put stores a complete encoded file (walfile format) under name, durably,
+	// and only if no different content is already there.
+	Put(ctx context.Context, name segname.Name, file []byte) error
+	// Get returns the encoded file. When it is missing it waits up to wait
+	// for it to appear, then fails with KindNotFound.
+	Get(ctx context.Context, name segname.Name, wait time.Duration) ([]byte, error)
+	// List describes the archive.
+	List(ctx context.Context) (Listing, error)
+	// Cleanup removes what segname.CleanupSet selects for oldest.
+	Cleanup(ctx context.Context, oldest segname.Name, dryRun bool) ([]segname.Name, error)
+	// Verify reads and checks every file.
+	Verify(ctx context.Context) (Report, error)
+	Close() error
+}
+
+// Meta is the archive root's metadata file.
+type Meta struct {
+	Format   int    `json:"format"`
+	SysID    string `json:"system_identifier"` // decimal, as pg_controldata prints it
+	SegSize  uint32 `json:"wal_segment_size"`
+	Created  string `json:"created"`
+	Hostname string `json:"created_by_host,omitempty"`
+}
+
+// SysIDValue parses m.SysID (0 when unset).
+func (m Meta) SysIDValue() uint64 {
+	v, _ := strconv.ParseUint(m.SysID, 10, 64)
+	return v
+}
+
+// Entry is one archived file.
+type Entry struct {
+	Name        string         `json:"name"`
+	Kind        string         `json:"kind"`
+	TLI         uint32         `json:"timeline"`
+	StoredBytes int64          `json:"stored_bytes"`
+	Bytes       uint64         `json:"bytes"`
+	Compression string         `json:"compression"`
+	SHA256      string         `json:"sha256"`
+	Header      walfile.Header `json:"-"`
+	Parsed      segname.Name   `json:"-"`
+}
+
+// Listing is the result of List.
+type Listing struct {
+	Meta    *Meta    `json:"meta,omitempty"`
+	Entries []Entry  `json:"files"`
+	Foreign []string `json:"foreign_files,omitempty"` // names in the WAL directory that are not WAL file names
+	Broken  []string `json:"unreadable_headers,omitempty"`
+}
+
+// Names returns the parsed names of the entries.
+func (l Listing) Names() []segname.Name {
+	out := make([]segname.Name, 0, len(l.Entries))
+	for _, e := range l.Entries {
+		out = append(out, e.Parsed)
+	}
+	return out
+}
+
+// Problem is one finding of Verify.
+type Problem struct {
+	Kind Kind   `json:"code"`
+	What string `json:"kind"`
+	Name string `json:"name,omitempty"`
+	Msg  string `json:"message"`
+}
+
+// Report is the result of Verify.
+type Report struct {
+	Files     int       `json:"files"`
+	Timelines []uint32  `json:"timelines"`
+	Problems  []Problem `json:"problems"`
+}
+
+// Options are the client-side settings common to all backends.
+type Options struct {
+	RequireMarker string // refuse to work unless ROOT/<marker> exists
+}
+
+// Open parses an archive URL: an absolute path, file:///path, or
+// ssh://user@host[:port]/path.
+func Open(raw string, opt Options) (Archive, error) {
+	if err := validMarker(opt.RequireMarker); err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(raw, "/") {
+		return NewLocal(filepath.Clean(raw), opt), nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, Errorf(KindBadInput, "archive URL %q: %v", raw, err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, Errorf(KindBadInput, "archive URL %q: file URLs must be file:///absolute/path", raw)
+		}
+		if !strings.HasPrefix(u.Path, "/") {
+			return nil, Errorf(KindBadInput, "archive URL %q: path must be absolute", raw)
+		}
+		return NewLocal(filepath.Clean(u.Path), opt), nil
+	case "ssh":
+		return newSSH(u, opt)
+	}
+	return nil, Errorf(KindBadInput, "archive URL %q: want /path, file:///path or ssh://user@host[:port]/path", raw)
+}
+
+func validMarker(m string) error {
+	if m == "" {
+		return nil
+	}
+	if strings.ContainsAny(m, "/\\\x00") || m == "." || m == ".." || len(m) > 200 {
+		return Errorf(KindBadInput, "--require-marker %q must be a plain file name in the archive root", m)
+	}
+	return nil
+}
+
+// lines keeps the report messages short in one place.
+func gapMsg(g segname.Gap, segSize uint32) string {
+	if g.First == g.Last {
+		return fmt.Sprintf("timeline %d: segment %s is missing", g.TLI, g.First)
+	}
+	return fmt.Sprintf("timeline %d: %d segments missing, %s .. %s", g.TLI, g.Count(segSize), g.First, g.Last)
+}
+
+var _ = time.Second

@@ -1,0 +1,99 @@
+package archive
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/pgwarm/pgwarm/wal/segname"
+	"github.com/pgwarm/pgwarm/wal/walfile"
+)
+
+// VerifiedFile is the result of checking one archived file's bytes.
+type VerifiedFile struct {
+	Name   segname.Name
+	Header walfile.Header
+	Err    error // nil when intact
+}
+
+// CheckFile fully checks one archived file: header, decompression,
+// checksum, and for WAL that the content matches its name and header (a
+// file renamed by hand, or a header lying about the cluster, is caught).
+func CheckFile(n segname.Name, file []byte) VerifiedFile {
+	content, h, err := walfile.Decode(file)
+	if err != nil {
+		return VerifiedFile{Name: n, Header: h, Err: err}
+	}
+	if n.HasWALContent() {
+		if err := CheckWALContent(n, content, h); err != nil {
+			return VerifiedFile{Name: n, Header: h, Err: err}
+		}
+	}
+	return VerifiedFile{Name: n, Header: h}
+}
+
+// CheckWALContent checks that content's first page belongs at name and
+// agrees with the header's system identifier and segment size.
+func CheckWALContent(n segname.Name, content []byte, h walfile.Header) error {
+	p, err := walfile.ParseLongHeader(content)
+	if err != nil {
+		return fmt.Errorf("%w: %v", walfile.ErrCorrupt, err)
+	}
+	if p.SysID != h.SysID || p.SegSize != h.SegSize {
+		return fmt.Errorf("%w: header says cluster %d / segment size %d, WAL says %d / %d", walfile.ErrCorrupt, h.SysID, h.SegSize, p.SysID, p.SegSize)
+	}
+	if want := n.StartLSN(p.SegSize); p.PageAddr != want {
+		return fmt.Errorf("%w: first page is at LSN %X/%08X but %s starts at %X/%08X", walfile.ErrCorrupt,
+			p.PageAddr>>32, uint32(p.PageAddr), n, want>>32, uint32(want))
+	}
+	return nil
+}
+
+// BuildReport turns a listing and per-file checks into Verify's findings.
+func BuildReport(ls Listing, files []VerifiedFile) Report {
+	r := Report{Files: len(ls.Entries) + len(ls.Broken), Timelines: segname.Timelines(ls.Names())}
+	var sysid uint64
+	segSize := uint32(segname.DefaultSegSize)
+	if ls.Meta != nil {
+		sysid = ls.Meta.SysIDValue()
+		if ls.Meta.SegSize != 0 {
+			segSize = ls.Meta.SegSize
+		}
+	} else if len(ls.Entries) > 0 {
+		r.Problems = append(r.Problems, Problem{Kind: KindCorrupt, What: "metadata",
+			Msg: MetaFile + " is missing although files are archived; the archive is not bound to a cluster"})
+	}
+	for _, b := range ls.Broken {
+		r.Problems = append(r.Problems, Problem{Kind: KindCorrupt, What: "checksum", Name: b, Msg: "unreadable header"})
+	}
+	for _, f := range files {
+		switch {
+		case f.Err != nil:
+			r.Problems = append(r.Problems, Problem{Kind: KindCorrupt, What: "checksum", Name: f.Name.String(), Msg: f.Err.Error()})
+		case f.Name.HasWALContent() && sysid != 0 && f.Header.SysID != sysid:
+			r.Problems = append(r.Problems, Problem{Kind: KindForeign, What: "foreign-cluster", Name: f.Name.String(),
+				Msg: fmt.Sprintf("written by cluster %d, archive belongs to %d", f.Header.SysID, sysid)})
+		}
+	}
+	for _, name := range ls.Foreign {
+		r.Problems = append(r.Problems, Problem{Kind: KindForeign, What: "foreign-file", Name: name, Msg: "not a WAL file name; pgwarm-wal did not write it"})
+	}
+	for _, g := range segname.Gaps(ls.Names(), segSize) {
+		r.Problems = append(r.Problems, Problem{Kind: KindGaps, What: "gap", Name: g.First.String(), Msg: gapMsg(g, segSize)})
+	}
+	sort.SliceStable(r.Problems, func(i, j int) bool { return r.Problems[i].Kind < r.Problems[j].Kind })
+	return r
+}
+
+// Worst is the Kind that decides verify's exit status: corruption beats a
+// foreign cluster beats gaps.
+func (r Report) Worst() (Kind, bool) {
+	order := []Kind{KindCorrupt, KindForeign, KindGaps}
+	for _, k := range order {
+		for _, p := range r.Problems {
+			if p.Kind == k {
+				return k, true
+			}
+		}
+	}
+	return KindOther, false
+}

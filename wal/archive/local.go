@@ -1,0 +1,401 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgwarm/pgwarm/wal/segname"
+	"github.com/pgwarm/pgwarm/wal/walfile"
+)
+
+// On-disk layout of a local archive:
+//
+//	ROOT/pgwarm-archive.json   cluster system identifier + segment size, written on first use
+//	ROOT/<marker>              optional, created by the operator (the seed's "mounted")
+//	ROOT/wal/<NAME>            one walfile per archived file, NAME exactly as PostgreSQL named it
+//	ROOT/wal/.tmp-<NAME>-...   in-flight writes; never read, removed by cleanup after an hour
+const (
+	MetaFile  = "pgwarm-archive.json"
+	WALDir    = "wal"
+	tmpPrefix = ".tmp-"
+	// pollEvery bounds how late restore --wait notices a new file.
+	pollEvery = 100 * time.Millisecond
+)
+
+// Local is a directory archive. Root must already exist: when an NFS mount
+// is missing we would rather fail than fill the empty mount point.
+type Local struct {
+	Root string
+	opt  Options
+}
+
+// NewLocal returns the backend for a directory.
+func NewLocal(root string, opt Options) *Local { return &Local{Root: root, opt: opt} }
+
+func (l *Local) walDir() string             { return filepath.Join(l.Root, WALDir) }
+func (l *Local) path(n segname.Name) string { return filepath.Join(l.walDir(), n.String()) }
+func (l *Local) Close() error               { return nil }
+
+// CheckRoot refuses to touch an archive whose root is missing or whose
+// marker is absent.
+func (l *Local) CheckRoot() error {
+	st, err := os.Stat(l.Root)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Errorf(KindBadInput, "archive directory %s does not exist (is the archive filesystem mounted?)", l.Root)
+		}
+		return classify(err, "checking the archive directory")
+	}
+	if !st.IsDir() {
+		return Errorf(KindBadInput, "archive path %s is not a directory", l.Root)
+	}
+	if l.opt.RequireMarker != "" {
+		if _, err := os.Stat(filepath.Join(l.Root, l.opt.RequireMarker)); err != nil {
+			return &Error{Kind: KindMarker, Err: err, Msg: fmt.Sprintf(
+				"marker file %s is missing, so %s is probably not the mounted archive; refusing to touch it (mount the archive, or create the marker if this really is the archive)",
+				filepath.Join(l.Root, l.opt.RequireMarker), l.Root)}
+		}
+	}
+	return nil
+}
+
+// ReadMeta returns the root metadata, or nil when the archive is unused.
+func (l *Local) ReadMeta() (*Meta, error) {
+	b, err := os.ReadFile(filepath.Join(l.Root, MetaFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, classify(err, "reading "+MetaFile)
+	}
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil || m.SysIDValue() == 0 {
+		return nil, Errorf(KindCorrupt, "%s is damaged (%v); it must record the cluster's system_identifier", filepath.Join(l.Root, MetaFile), err)
+	}
+	return &m, nil
+}
+
+// checkCluster binds the archive to the first cluster that writes WAL to
+// it, and refuses WAL from any other cluster afterwards.
+func (l *Local) checkCluster(h walfile.Header) error {
+	m, err := l.ReadMeta()
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		host, _ := os.Hostname()
+		nm := Meta{Format: 1, SysID: strconv.FormatUint(h.SysID, 10), SegSize: h.SegSize,
+			Created: time.Now().UTC().Format(time.RFC3339), Hostname: host}
+		b, _ := json.MarshalIndent(nm, "", "  ")
+		// link, not rename: two first writers racing must not replace each
+		// other's record; the loser re-reads and compares.
+		if err := writeDurable(l.Root, MetaFile, append(b, '\n'), false); err != nil && !errors.Is(err, fs.ErrExist) {
+			return classify(err, "recording the cluster in "+MetaFile)
+		}
+		if m, err = l.ReadMeta(); err != nil {
+			return err
+		}
+		if m == nil {
+			return Errorf(KindOther, "%s vanished right after it was written", MetaFile)
+		}
+	}
+	if m.SysIDValue() != h.SysID {
+		return Errorf(KindForeign, "this WAL belongs to database cluster %d but archive %s belongs to cluster %d (wrong archive URL, or the cluster was re-created with initdb: give it a new archive directory)",
+			h.SysID, l.Root, m.SysIDValue())
+	}
+	if m.SegSize != 0 && h.SegSize != 0 && m.SegSize != h.SegSize {
+		return Errorf(KindForeign, "WAL segment size %d differs from the archive's %d", h.SegSize, m.SegSize)
+	}
+	return nil
+}
+
+// Put implements Archive.
+func (l *Local) Put(ctx context.Context, name segname.Name, file []byte) error {
+	if err := l.CheckRoot(); err != nil {
+		return err
+	}
+	h, err := walfile.UnmarshalHeader(file)
+	if err != nil {
+		return err
+	}
+	if name.HasWALContent() {
+		if err := l.checkCluster(h); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(l.walDir(), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return classify(err, "creating "+l.walDir())
+	}
+	if done, err := l.compareExisting(name, h, file); done || err != nil {
+		return err
+	}
+	err = writeDurable(l.walDir(), name.String(), file, false)
+	if errors.Is(err, fs.ErrExist) {
+		// Someone archived the same name between our check and our link.
+		if done, err := l.compareExisting(name, h, file); done || err != nil {
+			return err
+		}
+	}
+	return classify(err, "writing "+l.path(name))
+}
+
+// compareExisting decides what an existing file under name means: the same
+// content is success (PostgreSQL retries after a crash between our rename
+// and its bookkeeping), different content is a conflict that leaves the
+// archive untouched. done=false means nothing is there.
+func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte) (done bool, err error) {
+	old, err := os.ReadFile(l.path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return true, classify(err, "reading the already archived "+name.String())
+	}
+	_, oh, derr := walfile.Decode(old)
+	switch {
+	case derr == nil && oh.SHA256 == h.SHA256:
+		return true, nil
+	case derr == nil:
+		what := "different content is already archived under this name"
+		if name.Kind == segname.History {
+			what = "a different timeline history file is already archived under this name (history files are never replaced; two clusters or two promotions produced the same timeline)"
+		}
+		return true, Errorf(KindConflict, "%s: archived sha256 %s, new sha256 %s; archive left untouched", what, oh.Sum(), h.Sum())
+	case oh.SHA256 == h.SHA256 && oh.Size == h.Size:
+		// The stored copy claims our exact content but is damaged: replacing
+		// it with the intact bytes changes no WAL, it repairs the archive.
+		return true, classify(writeDurable(l.walDir(), name.String(), file, true), "repairing "+name.String())
+	default:
+		return true, Errorf(KindCorrupt, "the already archived %s is damaged (%v) and cannot be compared; move it aside after checking it, then PostgreSQL's retry will archive it again", l.path(name), derr)
+	}
+}
+
+// Get implements Archive.
+func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) ([]byte, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		if err := l.CheckRoot(); err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(l.path(name))
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, classify(err, "reading "+l.path(name))
+		}
+		if !time.Now().Before(deadline) {
+			return nil, Errorf(KindNotFound, "%s is not in the archive %s", name, l.Root)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(min(pollEvery, time.Until(deadline))):
+		}
+	}
+}
+
+// List implements Archive. It reads only the headers.
+func (l *Local) List(ctx context.Context) (Listing, error) {
+	if err := l.CheckRoot(); err != nil {
+		return Listing{}, err
+	}
+	var out Listing
+	m, err := l.ReadMeta()
+	if err != nil {
+		return Listing{}, err
+	}
+	out.Meta = m
+	des, err := os.ReadDir(l.walDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return Listing{}, classify(err, "listing "+l.walDir())
+	}
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), tmpPrefix) {
+			continue
+		}
+		n, err := segname.Parse(de.Name())
+		if err != nil || !de.Type().IsRegular() {
+			out.Foreign = append(out.Foreign, de.Name())
+			continue
+		}
+		e, err := readEntry(filepath.Join(l.walDir(), de.Name()), n)
+		if err != nil {
+			if KindOf(err) != KindCorrupt {
+				return Listing{}, err
+			}
+			out.Broken = append(out.Broken, de.Name())
+			continue
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	sort.Slice(out.Entries, func(i, j int) bool { return segname.Less(out.Entries[i].Parsed, out.Entries[j].Parsed) })
+	return out, nil
+}
+
+func readEntry(path string, n segname.Name) (Entry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Entry{}, classify(err, "opening "+path)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Entry{}, classify(err, "stat "+path)
+	}
+	hb := make([]byte, walfile.HeaderSize)
+	if _, err := io.ReadFull(f, hb); err != nil {
+		return Entry{}, fmt.Errorf("%w: %s: %v", walfile.ErrCorrupt, path, err)
+	}
+	h, err := walfile.UnmarshalHeader(hb)
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{Name: n.String(), Kind: n.Kind.String(), TLI: n.TLI, StoredBytes: st.Size(),
+		Bytes: h.Size, Compression: h.Compression.String(), SHA256: h.Sum(), Header: h, Parsed: n}, nil
+}
+
+// Cleanup implements Archive.
+func (l *Local) Cleanup(ctx context.Context, oldest segname.Name, dryRun bool) ([]segname.Name, error) {
+	ls, err := l.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	victims := segname.CleanupSet(ls.Names(), oldest)
+	if dryRun {
+		return victims, nil
+	}
+	for i, n := range victims {
+		if err := os.Remove(l.path(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return victims[:i], classify(err, "removing "+l.path(n))
+		}
+	}
+	l.removeStaleTemps(time.Hour)
+	return victims, classify(syncDir(l.walDir()), "syncing "+l.walDir())
+}
+
+// removeStaleTemps deletes leftovers of writers killed mid-write. Age
+// guards against deleting a write that is still in progress.
+func (l *Local) removeStaleTemps(age time.Duration) {
+	des, _ := os.ReadDir(l.walDir())
+	for _, de := range des {
+		if !strings.HasPrefix(de.Name(), tmpPrefix) {
+			continue
+		}
+		if info, err := de.Info(); err == nil && time.Since(info.ModTime()) > age {
+			_ = os.Remove(filepath.Join(l.walDir(), de.Name()))
+		}
+	}
+}
+
+// Verify implements Archive: every file is decompressed and checksummed.
+func (l *Local) Verify(ctx context.Context) (Report, error) {
+	ls, err := l.List(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	var files []VerifiedFile
+	for _, e := range ls.Entries {
+		if err := ctx.Err(); err != nil {
+			return Report{}, err
+		}
+		b, err := os.ReadFile(filepath.Join(l.walDir(), e.Name))
+		if err != nil {
+			return Report{}, classify(err, "reading "+e.Name)
+		}
+		files = append(files, CheckFile(e.Parsed, b))
+	}
+	return BuildReport(ls, files), nil
+}
+
+// --- durable writes ---------------------------------------------------
+
+// writeDurable writes data to dir/name: temp file, fsync, then link into
+// place (which fails with EEXIST instead of overwriting, so concurrent
+// writers can never replace a file), unlink the temp, fsync the directory.
+// A kill at any moment leaves either nothing or the complete file under
+// name, plus at worst a temp file. replace=true renames over name instead
+// (only used to repair a damaged copy of identical content).
+func writeDurable(dir, name string, data []byte, replace bool) error {
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, tmpPrefix+name+"-"+strconv.Itoa(os.Getpid())+"-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := io.Copy(f, bytes.NewReader(data)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	final := filepath.Join(dir, name)
+	if replace {
+		if err := os.Rename(tmp, final); err != nil {
+			return err
+		}
+	} else if err := os.Link(tmp, final); err != nil {
+		var le *os.LinkError
+		if !errors.As(err, &le) || !linkUnsupported(le.Err) {
+			return err // includes EEXIST: the caller compares
+		}
+		// Filesystems without hard links: check-then-rename, with a
+		// small race window that only matters for concurrent writers.
+		if _, serr := os.Lstat(final); serr == nil {
+			return &os.LinkError{Op: "link", Old: tmp, New: final, Err: fs.ErrExist}
+		}
+		if err := os.Rename(tmp, final); err != nil {
+			return err
+		}
+	} else {
+		_ = os.Remove(tmp)
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func linkUnsupported(err error) bool {
+	return errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOTSUP) ||
+		errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EMLINK) || errors.Is(err, syscall.ENOSYS)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package archive
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgwarm/pgwarm/wal/segname"
+)
+
+// The serve protocol. The operation travels as the ssh command line
+// (SSH_ORIGINAL_COMMAND on the far side):
+//
+//	pgwarm-wal-op push NAME [root=/path] [marker=NAME]     then one Data frame with the walfile
+//	pgwarm-wal-op get NAME [root=/path] [wait=MILLIS]
+//	pgwarm-wal-op cleanup NAME [root=/path] [dry-run]
+//	pgwarm-wal-op list|verify [root=/path]
+//
+// Frames on stdin/stdout are: type byte, big-endian uint32 length, payload.
+// The server answers with exactly one Ok frame (payload: the file for get,
+// JSON otherwise) or one Err frame (JSON WireError), and only after the
+// operation is complete, e.g. after fsync and link for push.
+const (
+	OpPrefix       = "pgwarm-wal-op"
+	FrameData byte = 'D'
+	FrameOK   byte = 'O'
+	FrameErr  byte = 'E'
+	maxFrame       = 1<<30 + 1<<20 // a 1 GiB segment stored uncompressed, plus slack
+)
+
+// Request is a parsed operation line.
+type Request struct {
+	Op     string
+	Name   segname.Name
+	Root   string
+	Marker string
+	Wait   time.Duration
+	DryRun bool
+}
+
+// Ops are the operations serve knows.
+var Ops = []string{"push", "get", "cleanup", "list", "verify"}
+
+// String renders the request as the remote command line. Every part is
+// either a fixed word, a parsed WAL name, or validated by ParseRequest, so
+// nothing needs shell quoting.
+func (r Request) String() string {
+	parts := []string{OpPrefix, r.Op}
+	if r.Op == "push" || r.Op == "get" || r.Op == "cleanup" {
+		parts = append(parts, r.Name.String())
+	}
+	if r.Root != "" {
+		parts = append(parts, "root="+r.Root)
+	}
+	if r.Marker != "" {
+		parts = append(parts, "marker="+r.Marker)
+	}
+	if r.Wait > 0 {
+		parts = append(parts, "wait="+strconv.FormatInt(r.Wait.Milliseconds(), 10))
+	}
+	if r.DryRun {
+		parts = append(parts, "dry-run")
+	}
+	return strings.Join(parts, " ")
+}
+
+// ParseRequest validates a command line strictly: known operation, WAL
+// names that parse, no shell metacharacters, no relative paths.
+func ParseRequest(line string) (Request, error) {
+	bad := func(format string, a ...any) (Request, error) {
+		return Request{}, Errorf(KindBadInput, "refused request %q: "+format, append([]any{line}, a...)...)
+	}
+	if len(line) > 4096 || strings.ContainsAny(line, "\x00\n\r\t;&|`$<>'\"\\*?") {
+		return bad("contains characters no pgwarm-wal request has")
+	}
+	f := strings.Split(line, " ")
+	if len(f) < 2 || f[0] != OpPrefix {
+		return bad("not a pgwarm-wal request (want %q followed by an operation); this key only runs pgwarm-wal serve", OpPrefix)
+	}
+	r := Request{Op: f[1]}
+	rest := f[2:]
+	switch r.Op {
+	case "push", "get", "cleanup":
+		if len(rest) == 0 {
+			return bad("%s needs a WAL file name", r.Op)
+		}
+		n, err := segname.Parse(rest[0])
+		if err != nil {
+			return bad("%v", err)
+		}
+		if r.Op == "cleanup" && n.Kind != segname.Segment {
+			return bad("cleanup needs a segment name")
+		}
+		r.Name, rest = n, rest[1:]
+	case "list", "verify":
+	default:
+		return bad("unknown operation %q", r.Op)
+	}
+	for _, a := range rest {
+		k, v, _ := strings.Cut(a, "=")
+		switch {
+		case k == "root" && strings.HasPrefix(v, "/") && !strings.Contains(v, "/../") && !strings.HasSuffix(v, "/.."):
+			r.Root = v
+		case k == "marker" && r.Op == "push" && validMarker(v) == nil && v != "":
+			r.Marker = v
+		case k == "wait" && r.Op == "get":
+			ms, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || ms > 600_000 {
+				return bad("wait must be milliseconds up to 600000")
+			}
+			r.Wait = time.Duration(ms) * time.Millisecond
+		case a == "dry-run" && r.Op == "cleanup":
+			r.DryRun = true
+		default:
+			return bad("unexpected argument %q", a)
+		}
+	}
+	return r, nil
+}
+
+// WireError is an Err frame's payload.
+type WireError struct {
+	Kind Kind   `json:"kind"`
+	Msg  string `json:"message"`
+}
+
+// WriteFrame writes one frame.
+func WriteFrame(w io.Writer, typ byte, payload []byte) error {
+	var h [5]byte
+	h[0] = typ
+	binary.BigEndian.PutUint32(h[1:], uint32(len(payload)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
+	return err
+}
+
+// ReadFrame reads one frame.
+func ReadFrame(r io.Reader) (byte, []byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(h[1:])
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("frame of %d bytes is larger than any WAL file", n)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return 0, nil, fmt.Errorf("truncated frame: %w", err)
+	}
+	return h[0], buf, nil
+}
+
+// WriteError sends err as an Err frame, keeping its Kind.
+func WriteError(w io.Writer, err error) error {
+	b, _ := json.Marshal(WireError{Kind: KindOf(err), Msg: err.Error()})
+	return WriteFrame(w, FrameErr, b)
+}

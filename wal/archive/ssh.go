@@ -1,0 +1,200 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pgwarm/pgwarm/wal/segname"
+)
+
+// SSHEnv overrides the ssh command (split on spaces), e.g.
+// "ssh -i /etc/pgwarm/id_ed25519"; tests point it at a shim.
+const SSHEnv = "PGWARM_WAL_SSH"
+
+// SSH is the client side of ssh://user@host[:port]/path. Each operation is
+// one ssh run of the system ssh binary, so the PostgreSQL user's own
+// ~/.ssh/config, keys and known_hosts apply.
+type SSH struct {
+	argv   []string // ssh command and options up to and including the destination
+	root   string
+	marker string
+	target string // for messages
+}
+
+func newSSH(u *url.URL, opt Options) (*SSH, error) {
+	if u.Hostname() == "" || !strings.HasPrefix(u.Path, "/") {
+		return nil, Errorf(KindBadInput, "archive URL %q: want ssh://user@host[:port]/absolute/path", u.String())
+	}
+	root := path.Clean(u.Path)
+	if strings.ContainsAny(root, " \t\n;&|`$<>'\"\\*?") {
+		return nil, Errorf(KindBadInput, "archive path %q contains characters pgwarm-wal does not accept", root)
+	}
+	argv := strings.Fields(os.Getenv(SSHEnv))
+	if len(argv) == 0 {
+		argv = []string{"ssh"}
+	}
+	// BatchMode: never prompt; archive_command has no terminal. A hung
+	// connection must not stall archiving forever either.
+	argv = append(argv, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")
+	if p := u.Port(); p != "" {
+		argv = append(argv, "-p", p)
+	}
+	dest := u.Hostname()
+	if u.User != nil && u.User.Username() != "" {
+		dest = u.User.Username() + "@" + dest
+	}
+	argv = append(argv, dest)
+	return &SSH{argv: argv, root: root, marker: opt.RequireMarker, target: u.Host}, nil
+}
+
+func (s *SSH) Close() error { return nil }
+
+// call runs one operation and returns the Ok payload.
+func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error) {
+	req.Root = s.root
+	args := append(append([]string{}, s.argv[1:]...), req.String())
+	cmd := exec.CommandContext(ctx, s.argv[0], args...)
+	cmd.WaitDelay = 5 * time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 8192}
+	if err := cmd.Start(); err != nil {
+		return nil, Errorf(KindUnreachable, "cannot run %s: %w", s.argv[0], err)
+	}
+	writeErr := make(chan error, 1)
+	go func() {
+		var err error
+		if data != nil {
+			err = WriteFrame(stdin, FrameData, data)
+		}
+		stdin.Close()
+		writeErr <- err
+	}()
+	typ, payload, rerr := ReadFrame(bufio.NewReader(stdout))
+	io.Copy(io.Discard, stdout)
+	werr := cmd.Wait()
+	<-writeErr
+	if rerr != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		why := lastLine(stderr.String())
+		if why == "" && werr != nil {
+			why = werr.Error()
+		}
+		return nil, Errorf(KindUnreachable, "no answer from the archive host %s over ssh (%s); check the key, known_hosts and the forced command", s.target, why)
+	}
+	switch typ {
+	case FrameOK:
+		return payload, nil
+	case FrameErr:
+		var we WireError
+		if err := json.Unmarshal(payload, &we); err != nil {
+			return nil, Errorf(KindUnreachable, "garbled error from %s: %v", s.target, err)
+		}
+		return nil, &Error{Kind: we.Kind, Msg: we.Msg + " (on " + s.target + ")"}
+	}
+	return nil, Errorf(KindUnreachable, "unexpected frame %q from %s", typ, s.target)
+}
+
+func (s *SSH) Put(ctx context.Context, name segname.Name, file []byte) error {
+	_, err := s.call(ctx, Request{Op: "push", Name: name, Marker: s.marker}, file)
+	return err
+}
+
+func (s *SSH) Get(ctx context.Context, name segname.Name, wait time.Duration) ([]byte, error) {
+	return s.call(ctx, Request{Op: "get", Name: name, Wait: wait}, nil)
+}
+
+func (s *SSH) List(ctx context.Context) (Listing, error) {
+	var ls Listing
+	b, err := s.call(ctx, Request{Op: "list"}, nil)
+	if err != nil {
+		return ls, err
+	}
+	if err := json.Unmarshal(b, &ls); err != nil {
+		return ls, Errorf(KindUnreachable, "garbled listing from %s: %v", s.target, err)
+	}
+	for i := range ls.Entries {
+		n, err := segname.Parse(ls.Entries[i].Name)
+		if err != nil {
+			return ls, Errorf(KindUnreachable, "listing from %s has a bad name: %v", s.target, err)
+		}
+		ls.Entries[i].Parsed = n
+	}
+	return ls, nil
+}
+
+func (s *SSH) Cleanup(ctx context.Context, oldest segname.Name, dryRun bool) ([]segname.Name, error) {
+	b, err := s.call(ctx, Request{Op: "cleanup", Name: oldest, DryRun: dryRun}, nil)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	if err := json.Unmarshal(b, &names); err != nil {
+		return nil, Errorf(KindUnreachable, "garbled cleanup answer from %s: %v", s.target, err)
+	}
+	out := make([]segname.Name, 0, len(names))
+	for _, n := range names {
+		p, err := segname.Parse(n)
+		if err != nil {
+			return out, errors.Join(Errorf(KindUnreachable, "cleanup answer from %s has a bad name", s.target), err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (s *SSH) Verify(ctx context.Context) (Report, error) {
+	var r Report
+	b, err := s.call(ctx, Request{Op: "verify"}, nil)
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, Errorf(KindUnreachable, "garbled verify report from %s: %v", s.target, err)
+	}
+	return r, nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.TrimSpace(s)
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}
+
+var _ = fmt.Sprint

@@ -1,0 +1,107 @@
+// Package wal implements pgwarm-wal, the WAL archive helper that replaces the
+// seed's archive_command (test -f mounted && test ! -f && rsync) and
+// pg_standby. Ship and Restore are the two halves PostgreSQL calls; the
+// storage backends live in wal/archive, the ssh far end in wal/serve, file
+// names and range logic in wal/segname, the stored file format in
+// wal/walfile.
+//
+// # Guarantees
+//
+//   - ship exits 0 only after the file is durable: temp file, fsync, link
+//     into place (never overwriting), fsync of the directory. The same
+//     content already archived is success; different content is a conflict
+//     and the archive is untouched. A kill -9 at any moment leaves at most a
+//     .tmp- file, never an incomplete file under the final name.
+//   - the archive root records the cluster's system identifier (from the WAL
+//     long page header) on first use; WAL of another cluster is refused.
+//   - every archived file carries the sha256 of its content; restore checks
+//     it (and that the first WAL page belongs at that name) before writing
+//     DEST atomically.
+//
+// # Exit codes
+//
+// No ordinary failure exits above 125: PostgreSQL treats higher codes from
+// archive/restore commands as fatal.
+//
+//	0   success (ship: durable or identical copy already archived)
+//	1   restore: file not in the archive, or recovery ended by the trigger file;
+//	    any other unclassified error
+//	2   bad input: invalid WAL file name, archive URL, flags, or source file
+//	3   conflict: different content is already archived under that name
+//	4   checksum mismatch or damaged archived file
+//	5   foreign cluster: WAL of another system identifier / segment size
+//	6   --require-marker file missing (archive probably not mounted)
+//	7   permission denied, or operation not allowed for this ssh key
+//	8   archive filesystem full
+//	9   archive host unreachable over ssh
+//	10  verify: segments missing inside a timeline (gaps)
+//	70  internal error (a bug: a recovered panic)
+//	143 only when stopped by SIGTERM (130 for SIGINT), as the shell reports
+//	    a signal, which is what PostgreSQL expects during shutdown
+package wal
+
+import "github.com/pgwarm/pgwarm/wal/archive"
+
+// Exit codes, see the package documentation.
+const (
+	ExitOK          = 0
+	ExitNotFound    = 1
+	ExitBadInput    = 2
+	ExitConflict    = 3
+	ExitCorrupt     = 4
+	ExitForeign     = 5
+	ExitMarker      = 6
+	ExitDenied      = 7
+	ExitNoSpace     = 8
+	ExitUnreachable = 9
+	ExitGaps        = 10
+	ExitInternal    = 70
+	ExitSIGINT      = 130
+	ExitSIGTERM     = 143
+)
+
+// ExitCode is the one place errors become exit statuses.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	switch archive.KindOf(err) {
+	case archive.KindNotFound:
+		return ExitNotFound
+	case archive.KindBadInput:
+		return ExitBadInput
+	case archive.KindConflict:
+		return ExitConflict
+	case archive.KindCorrupt:
+		return ExitCorrupt
+	case archive.KindForeign:
+		return ExitForeign
+	case archive.KindMarker:
+		return ExitMarker
+	case archive.KindDenied:
+		return ExitDenied
+	case archive.KindNoSpace:
+		return ExitNoSpace
+	case archive.KindUnreachable:
+		return ExitUnreachable
+	case archive.KindGaps:
+		return ExitGaps
+	}
+	return 1
+}
+
+// ExitHelp is the exit-code table for --help.
+const ExitHelp = `EXIT CODES (never above 125 for ordinary failures):
+   0   success (ship: durable, or the identical file was already archived)
+   1   restore: file not in the archive / recovery ended by trigger; other errors
+   2   bad input: invalid WAL name, archive URL, flag or source file
+   3   different content is already archived under that name (archive untouched)
+   4   checksum mismatch / damaged archived file (restore refuses it)
+   5   WAL of another cluster (system identifier differs from the archive's)
+   6   --require-marker file missing (archive probably not mounted)
+   7   permission denied, or operation not allowed for this ssh key
+   8   archive filesystem full
+   9   archive host unreachable over ssh
+   10  verify: segments missing inside a timeline
+   70  internal error (bug)
+   143 stopped by SIGTERM (130 SIGINT), as PostgreSQL expects at shutdown`

@@ -1,0 +1,203 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pgwarm/pgwarm/wal/archive"
+	"github.com/pgwarm/pgwarm/wal/segname"
+	"github.com/pgwarm/pgwarm/wal/walfile"
+)
+
+// ParseName parses a WAL file name given on the command line.
+func ParseName(s string) (segname.Name, error) {
+	n, err := segname.Parse(s)
+	if err != nil {
+		return n, &archive.Error{Kind: archive.KindBadInput, Msg: err.Error(), Err: err}
+	}
+	return n, nil
+}
+
+// Encode reads the file PostgreSQL wants archived and builds the archived
+// form, checking first that a segment really is the segment it is named.
+func Encode(src string, name segname.Name, c walfile.Compression) ([]byte, walfile.Header, error) {
+	content, err := os.ReadFile(src)
+	if err != nil {
+		return nil, walfile.Header{}, archive.Errorf(archive.KindBadInput, "cannot read the file to archive: %w", err)
+	}
+	var info walfile.PageInfo
+	if name.HasWALContent() {
+		if info, err = walfile.ParseLongHeader(content); err != nil {
+			return nil, walfile.Header{}, archive.Errorf(archive.KindBadInput, "%s is not a WAL segment: %v", src, err)
+		}
+		if name.Kind == segname.Segment && uint64(len(content)) != uint64(info.SegSize) {
+			return nil, walfile.Header{}, archive.Errorf(archive.KindBadInput, "%s is %d bytes but the cluster's segments are %d bytes (a partially written copy?)", src, len(content), info.SegSize)
+		}
+	}
+	file, h, err := walfile.Encode(content, c, info)
+	if err != nil {
+		return nil, h, fmt.Errorf("compressing: %w", err)
+	}
+	if name.HasWALContent() {
+		if err := archive.CheckWALContent(name, content, h); err != nil {
+			return nil, h, archive.Errorf(archive.KindBadInput, "%s does not contain %s: %v", src, name, err)
+		}
+	}
+	return file, h, nil
+}
+
+// Ship is archive_command: make src durable in the archive under name.
+func Ship(ctx context.Context, a archive.Archive, src, name string, c walfile.Compression) error {
+	n, err := ParseName(name)
+	if err != nil {
+		return err
+	}
+	file, _, err := Encode(src, n, c)
+	if err != nil {
+		return err
+	}
+	return a.Put(ctx, n, file)
+}
+
+// Fetch gets and fully checks one archived file, returning its content.
+func Fetch(ctx context.Context, a archive.Archive, n segname.Name, wait time.Duration) ([]byte, error) {
+	file, err := a.Get(ctx, n, wait)
+	if err != nil {
+		return nil, err
+	}
+	content, h, err := walfile.Decode(file)
+	if err != nil {
+		return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err,
+			Msg: fmt.Sprintf("refusing to hand a damaged file to PostgreSQL: %v (restore it from another copy, or take a new base backup)", err)}
+	}
+	if n.HasWALContent() {
+		if err := archive.CheckWALContent(n, content, h); err != nil {
+			return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err, Msg: "refusing to hand it to PostgreSQL: " + err.Error()}
+		}
+	}
+	return content, nil
+}
+
+// WaitOptions turn restore into a pg_standby-like waiter.
+type WaitOptions struct {
+	Wait    bool
+	Trigger string
+	// Poll is how long one archive probe may wait; the trigger file is
+	// checked between probes. Zero means one second.
+	Poll time.Duration
+}
+
+// Restore is restore_command: fetch name, check it, write dest atomically.
+func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOptions) error {
+	n, err := ParseName(name)
+	if err != nil {
+		return err
+	}
+	if !w.Wait {
+		content, err := Fetch(ctx, a, n, 0)
+		if err != nil {
+			return err
+		}
+		return writeDest(dest, content)
+	}
+	if w.Trigger == "" {
+		return archive.Errorf(archive.KindBadInput, "--wait needs --trigger FILE (otherwise recovery could never end)")
+	}
+	if w.Poll <= 0 {
+		w.Poll = time.Second
+	}
+	worth := n.Kind == segname.Segment
+	if ls, err := a.List(ctx); err == nil {
+		worth = segname.WorthWaiting(n, ls.Names())
+	} else if archive.KindOf(err) != archive.KindDenied {
+		return err
+	}
+	for {
+		mode, triggered, err := readTrigger(w.Trigger)
+		if err != nil {
+			return err
+		}
+		if triggered && mode == "fast" {
+			return endRecovery(w.Trigger, "trigger file %s says fast: ending recovery now without replaying the rest of the archive", w.Trigger)
+		}
+		wait := w.Poll
+		if triggered || !worth {
+			wait = 0
+		}
+		content, err := Fetch(ctx, a, n, wait)
+		if err == nil {
+			return writeDest(dest, content)
+		}
+		if archive.KindOf(err) != archive.KindNotFound {
+			return err
+		}
+		if !worth {
+			return err
+		}
+		if triggered {
+			return endRecovery(w.Trigger, "trigger file %s found and %s is not archived: everything archived has been replayed, ending recovery", w.Trigger, n)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// readTrigger reports whether the trigger exists and its first word.
+func readTrigger(path string) (mode string, exists bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading trigger file: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) > 0 {
+		mode = strings.ToLower(f[0])
+	}
+	return mode, true, nil
+}
+
+// endRecovery removes the trigger (like pg_standby, so a rebuilt standby
+// does not promote itself at once) and returns the exit-1 error that makes
+// PostgreSQL end recovery.
+func endRecovery(trigger, format string, args ...any) error {
+	_ = os.Remove(trigger)
+	return archive.Errorf(archive.KindNotFound, format, args...)
+}
+
+// writeDest writes PostgreSQL's destination atomically: temp, fsync,
+// rename. PostgreSQL never sees a partial file under dest.
+func writeDest(dest string, content []byte) error {
+	tmp := dest + ".pgwarm-wal.tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", dest, err)
+	}
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dest)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", dest, err)
+	}
+	if d, err := os.Open(filepath.Dir(dest)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
