@@ -7,6 +7,10 @@
 #   lab.sh down    remove the containers and the network (images are kept)
 #   lab.sh status  show the containers
 #   lab.sh images  build the images only
+#   lab.sh reset   down + up: fresh hosts from the same image (seconds)
+#
+# LAB_INSTANCE=NAME runs a second, independent lab (its own network, subnet,
+# containers and .state-NAME/), so tests that change hosts can have their own.
 #
 # LAB_SUITE=bullseye|bookworm|trixie picks the Debian suite and so the
 # PostgreSQL major (13, 15, 17). No registry is reachable here, so the base
@@ -17,9 +21,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 suite=${LAB_SUITE:-bookworm}
 mirror=${LAB_MIRROR:-http://deb.debian.org/debian}
-state=$here/.state
-net=pgwarm-lab
-subnet=${LAB_SUBNET:-172.31.231.0/24}
+instance=${LAB_INSTANCE:-}
+sfx=${instance:+-$instance}
+state=$here/.state$sfx
+net=pgwarm-lab$sfx
+if [ -z "$instance" ]; then octet=231; else octet=$(( 232 + $(printf %s "$instance" | cksum | cut -d' ' -f1) % 20 )); fi
+subnet=${LAB_SUBNET:-172.31.$octet.0/24}
 prefix=${subnet%.*}
 image=pgwarm-lab:$suite
 base=pgwarm-base:$suite
@@ -79,10 +86,10 @@ secrets() {
   cp "$state/pg_password" "$state/share/pg_password"
 }
 
-running() { [ "$(docker inspect -f '{{.State.Running}}' "pgwarm-lab-$1" 2>/dev/null)" = true ]; }
+running() { [ "$(docker inspect -f '{{.State.Running}}' "pgwarm-lab$sfx-$1" 2>/dev/null)" = true ]; }
 
 start_host() {
-  local h=$1 c=pgwarm-lab-$1
+  local h=$1 c=pgwarm-lab$sfx-$1
   if docker inspect "$c" >/dev/null 2>&1; then
     if [ "$(docker inspect -f '{{.Config.Image}}' "$c")" != "$image" ]; then
       die "container $c runs $(docker inspect -f '{{.Config.Image}}' "$c"), not $image: run 'make lab-down' first"
@@ -94,7 +101,7 @@ start_host() {
   for o in "${hosts[@]}"; do [ "$o" = "$h" ] || hostsargs+=(--add-host "$o:${addr[$o]}"); done
   docker run -d --name "$c" --hostname "$h" --network "$net" --ip "${addr[$h]}" \
     "${hostsargs[@]}" -e "LAB_ROLE=${role[$h]}" \
-    --label pgwarm.lab=1 -v "$state/share:/lab:ro" \
+    --label pgwarm.lab=1 --label "pgwarm.lab.instance=${instance:-default}" -v "$state/share:/lab:ro" \
     --cap-add NET_ADMIN --shm-size 256m "$image" >/dev/null
 }
 
@@ -107,7 +114,7 @@ wait_ssh() {
     fi
     sleep 0.3
   done
-  docker logs "pgwarm-lab-$h" 2>&1 | tail -20 >&2
+  docker logs "pgwarm-lab$sfx-$h" 2>&1 | tail -20 >&2
   die "$h (${addr[$h]}) did not answer on ssh"
 }
 
@@ -118,7 +125,7 @@ known_hosts() {
   : > "$state/known_hosts.new"
   for h in "${hosts[@]}"; do
     for i in $(seq 1 50); do
-      k=$(docker exec "pgwarm-lab-$h" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && break
+      k=$(docker exec "pgwarm-lab$sfx-$h" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && break
       sleep 0.2
     done
     [ -n "$k" ] || die "$h: no ssh host key"
@@ -142,19 +149,28 @@ LAB_PG_PASSWORD=$(cat "$state/pg_password")
 LAB_PG1_ADDR=${addr[pg1]}
 LAB_PG2_ADDR=${addr[pg2]}
 LAB_ARCH_ADDR=${addr[arch]}
-LAB_PG1_CONTAINER=pgwarm-lab-pg1
-LAB_PG2_CONTAINER=pgwarm-lab-pg2
-LAB_ARCH_CONTAINER=pgwarm-lab-arch
+LAB_PG1_CONTAINER=pgwarm-lab$sfx-pg1
+LAB_PG2_CONTAINER=pgwarm-lab$sfx-pg2
+LAB_ARCH_CONTAINER=pgwarm-lab$sfx-arch
+LAB_INVENTORY=$state/pgwarm.yaml
+LAB_INSTANCE=$instance
 ENV
+  inventory "$state/pgwarm.yaml" .
+  # The default lab's inventory also sits where the README points.
+  [ -n "$instance" ] || inventory "$here/pgwarm.yaml" ".state"
+}
+
+# inventory FILE DIR: the lab inventory, key paths relative to FILE (DIR).
+inventory() {
   sed -e "s/@VERSION@/$pgver/" -e "s/@PG1@/${addr[pg1]}/" -e "s/@PG2@/${addr[pg2]}/" \
-      -e "s/@ARCH@/${addr[arch]}/" -e "s/@SUITE@/$suite/" "$here/pgwarm.yaml.in" > "$here/pgwarm.yaml"
+      -e "s/@ARCH@/${addr[arch]}/" -e "s/@SUITE@/$suite/" -e "s|@STATE@|$2|" "$here/pgwarm.yaml.in" > "$1"
 }
 
 up() {
   images
   secrets
   if ! docker network inspect "$net" >/dev/null 2>&1; then
-    docker network create --subnet "$subnet" --label pgwarm.lab=1 "$net" >/dev/null \
+    docker network create --subnet "$subnet" --label pgwarm.lab=1 --label "pgwarm.lab.instance=${instance:-default}" "$net" >/dev/null \
       || die "could not create network $net ($subnet); set LAB_SUBNET to a free /24"
   fi
   for h in "${hosts[@]}"; do start_host "$h"; done
@@ -162,15 +178,15 @@ up() {
   for h in "${hosts[@]}"; do wait_ssh "$h"; done
   write_env
   say "up: pg1 ${addr[pg1]}, pg2 ${addr[pg2]}, arch ${addr[arch]} (Debian $suite, PostgreSQL $pgver)"
-  say "inventory: examples/lab/pgwarm.yaml; replication password: export PGWARM_REPLICATION_PASSWORD=\$(cat examples/lab/.state/replication_password)"
+  say "inventory: ${state#$PWD/}/pgwarm.yaml; replication password: export PGWARM_REPLICATION_PASSWORD=\$(cat ${state#$PWD/}/replication_password)"
 }
 
 down() {
-  local ids
-  ids=$(docker ps -aq --filter label=pgwarm.lab=1)
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  local h
+  for h in "${hosts[@]}"; do docker rm -f "pgwarm-lab$sfx-$h" >/dev/null 2>&1 || true; done
   docker network rm "$net" >/dev/null 2>&1 || true
-  rm -f "$state/lab.env" "$state/known_hosts" "$here/pgwarm.yaml"
+  rm -f "$state/lab.env" "$state/known_hosts" "$state/pgwarm.yaml"
+  [ -n "$instance" ] || rm -f "$here/pgwarm.yaml"
   say "down"
 }
 
@@ -178,6 +194,7 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   images) images ;;
-  status) docker ps -a --filter label=pgwarm.lab=1 --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
+  reset) down; up ;;
+  status) docker ps -a --filter "label=pgwarm.lab.instance=${instance:-default}" --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
   *) echo "usage: $0 up|down|status|images" >&2; exit 2 ;;
 esac

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -19,7 +20,10 @@ import (
 // Lab is what examples/lab/.state/lab.env says about the running lab.
 type Lab struct {
 	Dir        string // examples/lab
-	Inventory  string // examples/lab/pgwarm.yaml
+	Inventory  string // the lab inventory (key paths relative to it)
+	Instance   string // "" for the default lab, else LAB_INSTANCE
+	PGUser     string // a password-authenticated superuser on pg1, for tunnel tests
+	PGPassword string
 	KeyFile    string // private key accepted by every lab host for User, root and NoSudoUser
 	KnownHosts string // known_hosts with every lab host's key
 	User       string // non-root user with passwordless sudo
@@ -54,10 +58,15 @@ func Require(t testing.TB) Lab {
 	return lab
 }
 
-// Load reads examples/lab/.state/lab.env.
+// Load reads examples/lab/.state/lab.env, or .state-NAME/lab.env when
+// PGWARM_LAB_INSTANCE=NAME selects a separate lab (see lab.sh).
 func Load() (Lab, error) {
 	dir := filepath.Join(Root(), "examples", "lab")
-	envFile := filepath.Join(dir, ".state", "lab.env")
+	stateDir := ".state"
+	if inst := os.Getenv("PGWARM_LAB_INSTANCE"); inst != "" {
+		stateDir += "-" + inst
+	}
+	envFile := filepath.Join(dir, stateDir, "lab.env")
 	f, err := os.Open(envFile)
 	if err != nil {
 		return Lab{}, err
@@ -78,7 +87,10 @@ func Load() (Lab, error) {
 	}
 	lab := Lab{
 		Dir:        dir,
-		Inventory:  filepath.Join(dir, "pgwarm.yaml"),
+		Inventory:  kv["LAB_INVENTORY"],
+		Instance:   kv["LAB_INSTANCE"],
+		PGUser:     kv["LAB_PG_USER"],
+		PGPassword: kv["LAB_PG_PASSWORD"],
 		KeyFile:    kv["LAB_KEY"],
 		KnownHosts: kv["LAB_KNOWN_HOSTS"],
 		User:       kv["LAB_USER"],
@@ -95,6 +107,33 @@ func Load() (Lab, error) {
 		lab.Containers[h] = kv["LAB_"+up+"_CONTAINER"]
 	}
 	return lab, nil
+}
+
+// Reset recreates the lab's hosts from the image (down + up, seconds), for
+// tests that need fresh hosts, and returns the new lab description.
+func (l Lab) Reset(t testing.TB) Lab {
+	t.Helper()
+	cmd := exec.Command("bash", filepath.Join(l.Dir, "lab.sh"), "reset")
+	cmd.Env = append(os.Environ(), "LAB_INSTANCE="+l.Instance, "LAB_SUITE="+l.Suite)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lab reset: %v\n%s", err, out)
+	}
+	fresh, err := Load()
+	if err != nil {
+		t.Fatalf("lab reset: %v", err)
+	}
+	return fresh
+}
+
+// Docker runs `docker args...` (stop, kill, start, network disconnect ...)
+// and fails the test on error.
+func (l Lab) Docker(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 func (l Lab) reachable() error {
