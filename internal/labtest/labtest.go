@@ -149,3 +149,35 @@ func (l Lab) reachable() error {
 	}
 	return nil
 }
+
+// Fresh gives a test its own freshly created lab instance (LAB_INSTANCE=name:
+// own network, containers and state), for tests that change hosts. It skips
+// when Docker is absent unless PGWARM_LAB_REQUIRED=1, where it fails.
+// The instance is left running for inspection; `LAB_INSTANCE=name make
+// lab-down` removes it.
+func Fresh(t testing.TB, name string) Lab {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		if os.Getenv("PGWARM_LAB_REQUIRED") == "1" {
+			t.Fatalf("lab required but docker is missing: %v", err)
+		}
+		t.Skipf("docker missing: %v", err)
+	}
+	if os.Getenv("PGWARM_LAB_REQUIRED") != "1" && os.Getenv("PGWARM_LAB") == "" {
+		t.Skip("lab tests that create their own lab run under `make test` (or set PGWARM_LAB=1)")
+	}
+	cmd := exec.Command("bash", filepath.Join(Root(), "examples", "lab", "lab.sh"), "reset")
+	cmd.Env = append(os.Environ(), "LAB_INSTANCE="+name)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lab %s: %v\n%s", name, err, out)
+	}
+	t.Setenv("PGWARM_LAB_INSTANCE", name)
+	lab, err := Load()
+	if err == nil {
+		err = lab.reachable()
+	}
+	if err != nil {
+		t.Fatalf("lab %s: %v", name, err)
+	}
+	return lab
+}
