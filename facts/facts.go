@@ -1,0 +1,169 @@
+// Package facts reads what a host has now — OS, architecture, installed
+// PostgreSQL, data directory state, the hash of every managed path, the
+// archive filesystem — read-only and in one SSH round trip per host.
+//
+// Gather is the only effect; everything else (building the probe script,
+// parsing its output) is pure, so the parser is tested against recorded
+// output and the script against a local shell.
+package facts
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/pgwarm/pgwarm/host"
+)
+
+// Facts is what one host looked like when it was probed. It is a plain,
+// JSON-serialisable value: golden plan tests store it as observed state.
+type Facts struct {
+	Host     string      `json:"host"`
+	OS       OS          `json:"os"`
+	Machine  string      `json:"machine"`       // uname -m
+	Arch     string      `json:"arch"`          // normalised: amd64, arm64, i386, armhf, ppc64el, s390x
+	Systemd  bool        `json:"systemd"`       // systemd is PID 1 (containers often have none)
+	Root     bool        `json:"root"`          // the probe ran as uid 0 (directly or through sudo)
+	Postgres []Install   `json:"postgres"`      // installed majors, sorted by version
+	PGUser   *User       `json:"postgres_user"` // nil: no postgres OS user
+	DataDir  *DataDir    `json:"data_dir"`      // nil: not asked (archive host)
+	Service  *Service    `json:"service"`       // nil: not asked or no systemd
+	Files    Files       `json:"files"`         // every managed path asked for
+	Archive  *Filesystem `json:"archive"`       // nil: not asked (not the archive host)
+}
+
+// OS is the part of /etc/os-release that matters.
+type OS struct {
+	ID         string `json:"id"`
+	VersionID  string `json:"version_id"`
+	PrettyName string `json:"pretty_name"`
+}
+
+// Install is one installed PostgreSQL major version.
+type Install struct {
+	Major  string `json:"major"` // "15", "9.6"
+	BinDir string `json:"bin_dir"`
+}
+
+// User is the postgres OS account.
+type User struct {
+	UID  int    `json:"uid"`
+	Home string `json:"home"`
+}
+
+// DataDirState says what is at the data directory path.
+type DataDirState string
+
+const (
+	DataDirAbsent      DataDirState = "absent"
+	DataDirEmpty       DataDirState = "empty"
+	DataDirInitialised DataDirState = "initialised" // PG_VERSION present
+	DataDirOther       DataDirState = "other"       // non-empty, no PG_VERSION: not a cluster
+	DataDirNotDir      DataDirState = "not-a-directory"
+	DataDirUnreadable  DataDirState = "unreadable" // the probe lacks permission (no sudo?)
+)
+
+// DataDir is the state of the PostgreSQL data directory.
+type DataDir struct {
+	Path         string       `json:"path"`
+	State        DataDirState `json:"state"`
+	Version      string       `json:"version,omitempty"`       // PG_VERSION
+	SystemID     string       `json:"system_id,omitempty"`     // pg_controldata "Database system identifier"
+	Timeline     int          `json:"timeline,omitempty"`      // latest checkpoint's TimeLineID
+	ClusterState string       `json:"cluster_state,omitempty"` // "in production", "in archive recovery", "shut down", ...
+	Running      bool         `json:"running"`                 // postmaster.pid names a live postgres process
+	InRecovery   bool         `json:"in_recovery"`             // running and the control file says recovery
+	Signals      []string     `json:"signals,omitempty"`       // standby.signal, recovery.signal, recovery.conf present
+}
+
+// Service is what systemd says about the PostgreSQL unit.
+type Service struct {
+	Name    string `json:"name"`
+	Active  string `json:"active"`  // systemctl is-active
+	Enabled string `json:"enabled"` // systemctl is-enabled
+}
+
+// FileType is the kind of thing at a managed path.
+type FileType string
+
+const (
+	Missing FileType = ""
+	Regular FileType = "file"
+	Dir     FileType = "dir"
+	Other   FileType = "other" // socket, device, ...: never overwritten silently
+)
+
+// File is the current state of one managed path.
+type File struct {
+	Type   FileType `json:"type,omitempty"`
+	Mode   string   `json:"mode,omitempty"` // octal permission bits, "0644"
+	Owner  string   `json:"owner,omitempty"`
+	Group  string   `json:"group,omitempty"`
+	Size   int64    `json:"size,omitempty"`
+	SHA256 string   `json:"sha256,omitempty"`
+	// Content is the file's text when it was asked for (managed blocks,
+	// config files to diff); nil when not asked or too large.
+	Content *string `json:"content,omitempty"`
+	// Unreadable is set when the path exists but could not be read.
+	Unreadable bool `json:"unreadable,omitempty"`
+}
+
+// Exists reports whether anything is at the path.
+func (f File) Exists() bool { return f.Type != Missing }
+
+// Files maps absolute paths to their state. A path that was asked for is
+// always present in the map (Type Missing when absent).
+type Files map[string]File
+
+// Filesystem is the filesystem an archive path lives (or would live) on.
+type Filesystem struct {
+	Path       string `json:"path"`   // the archive path asked about
+	Exists     bool   `json:"exists"` // the path itself exists
+	Probed     string `json:"probed"` // the nearest existing parent that df ran on
+	Device     string `json:"device"`
+	Type       string `json:"type"` // ext4, xfs, nfs4, overlay, tmpfs, ...
+	SizeBytes  int64  `json:"size_bytes"`
+	AvailBytes int64  `json:"avail_bytes"`
+	UsedPct    int    `json:"used_pct"`
+	MountPoint string `json:"mount_point"`
+}
+
+// Request says what to probe on one host beyond the basics.
+type Request struct {
+	DataDir     string // "" on hosts without PostgreSQL duty
+	BinDir      string // the inventory's bin dir; probed even when not a standard layout
+	Service     string // systemd unit name, e.g. postgresql@15-main
+	Paths       []PathRequest
+	ArchivePath string // on the archive host: df of its nearest existing parent
+}
+
+// PathRequest is one managed path; Content asks for its text as well as its
+// hash (never for secrets or binaries).
+type PathRequest struct {
+	Path    string
+	Content bool
+}
+
+// MaxContent caps the text collected per file; bigger files get a hash only.
+const MaxContent = 1 << 20
+
+// Gather probes h with one composite read-only shell script and parses
+// its output. Nothing is written on the host, not even a temp file.
+func Gather(ctx context.Context, h host.Host, req Request) (Facts, error) {
+	script, err := Script(req)
+	if err != nil {
+		return Facts{}, fmt.Errorf("%s: facts: %w", h.Name(), err)
+	}
+	res, err := h.Run(ctx, host.Cmd{Command: script})
+	if err != nil {
+		return Facts{}, fmt.Errorf("facts: %w", err) // host errors already name the host
+	}
+	if !res.OK() {
+		return Facts{}, fmt.Errorf("%s: facts: probe exited %d: %s", h.Name(), res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	f, err := Parse(h.Name(), req, res.Stdout)
+	if err != nil {
+		return Facts{}, fmt.Errorf("%s: facts: %w", h.Name(), err)
+	}
+	return f, nil
+}

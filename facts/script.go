@@ -1,0 +1,379 @@
+package facts
+
+import (
+	"encoding/base64"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pgwarm/pgwarm/host"
+)
+
+// probe is the read-only shell script run on every host. It prints one
+// record per line, "tag<TAB>field<TAB>field...", and "end" last so a
+// truncated output is detected. It uses only POSIX sh plus coreutils
+// (stat, sha256sum, base64, df) and writes nothing anywhere.
+const probe = `
+LC_ALL=C; export LC_ALL
+p() { printf '%s' "$1"; shift; for a in "$@"; do printf '\t%s' "$a"; done; printf '\n'; }
+p uid "$(id -u)"
+p machine "$(uname -m)"
+command -v dpkg >/dev/null 2>&1 && p dpkgarch "$(dpkg --print-architecture 2>/dev/null)"
+if [ -r /etc/os-release ]; then while IFS= read -r l || [ -n "$l" ]; do p os "$l"; done < /etc/os-release; fi
+p pid1 "$(cat /proc/1/comm 2>/dev/null)"
+[ -d /run/systemd/system ] && p systemd 1
+pw=$(getent passwd postgres 2>/dev/null) && p pguser "$pw"
+for d in /usr/lib/postgresql/*/bin /usr/pgsql-*/bin; do [ -x "$d/postgres" ] && p pgbin "$d"; done
+if [ -n "$BINDIR" ] && [ -x "$BINDIR/postgres" ]; then p pgbinver "$BINDIR" "$("$BINDIR/postgres" -V 2>/dev/null)"; fi
+if [ -n "$DATADIR" ]; then
+  D=$DATADIR
+  if [ ! -e "$D" ]; then p datadir absent
+  elif [ ! -d "$D" ]; then p datadir not-a-directory
+  elif [ ! -r "$D" ] || [ ! -x "$D" ]; then p datadir unreadable
+  elif [ -f "$D/PG_VERSION" ]; then
+    p datadir initialised
+    V=$(cat "$D/PG_VERSION"); p pgversion "$V"
+    for s in standby.signal recovery.signal recovery.conf; do [ -e "$D/$s" ] && p signal "$s"; done
+    pid=$(head -n 1 "$D/postmaster.pid" 2>/dev/null)
+    case "$pid" in ''|*[!0-9]*) ;; *)
+      c=$(cat "/proc/$pid/comm" 2>/dev/null)
+      case "$c" in postgres*|postmaster*) p running "$pid" ;; esac ;;
+    esac
+    for c in "$BINDIR/pg_controldata" "/usr/lib/postgresql/$V/bin/pg_controldata" "/usr/pgsql-$V/bin/pg_controldata"; do
+      [ -x "$c" ] || continue
+      out=$("$c" -D "$D" 2>/dev/null) || continue
+      printf '%s\n' "$out" | while IFS= read -r l; do p ctl "$l"; done; break
+    done
+  elif [ -z "$(ls -A "$D" 2>/dev/null)" ]; then p datadir empty
+  else p datadir other
+  fi
+fi
+if [ -n "$SERVICE" ] && [ -d /run/systemd/system ]; then
+  p service "$SERVICE" "$(systemctl is-active "$SERVICE" 2>/dev/null)" "$(systemctl is-enabled "$SERVICE" 2>/dev/null)"
+fi
+f() {
+  if [ -d "$1" ]; then p dir "$1" "$(stat -L -c '%a|%U|%G' "$1")"
+  elif [ -f "$1" ]; then
+    if [ ! -r "$1" ]; then p unreadable "$1"; return; fi
+    st=$(stat -L -c '%a|%U|%G|%s' "$1")
+    p file "$1" "$st" "$(sha256sum < "$1" | cut -d ' ' -f 1)"
+    if [ "$2" = 1 ] && [ "${st##*|}" -le "$MAXCONTENT" ]; then p content "$1" "$(base64 < "$1" | tr -d '\n')"; fi
+  elif [ -e "$1" ] || [ -L "$1" ]; then p other "$1"
+  else p missing "$1"
+  fi
+}
+PATHS
+if [ -n "$ARCHIVE" ]; then
+  a=$ARCHIVE; [ -e "$a" ] && p archexists 1
+  while [ ! -e "$a" ] && [ "$a" != / ]; do a=$(dirname "$a"); done
+  p df "$a" "$(df -PTk "$a" 2>/dev/null | tail -n 1)"
+fi
+p end
+`
+
+// Script returns the probe for req: variables first, then the fixed script
+// with one f call per managed path.
+func Script(req Request) (string, error) {
+	for _, s := range []string{req.DataDir, req.BinDir, req.Service, req.ArchivePath} {
+		if strings.ContainsAny(s, "\t\n") {
+			return "", fmt.Errorf("path %q contains a tab or newline", s)
+		}
+	}
+	var calls strings.Builder
+	for _, pr := range req.Paths {
+		if !strings.HasPrefix(pr.Path, "/") || strings.ContainsAny(pr.Path, "\t\n") {
+			return "", fmt.Errorf("managed path %q is not absolute or contains a tab or newline", pr.Path)
+		}
+		want := "0"
+		if pr.Content {
+			want = "1"
+		}
+		fmt.Fprintf(&calls, "f %s %s\n", host.Quote(pr.Path), want)
+	}
+	vars := fmt.Sprintf("DATADIR=%s BINDIR=%s SERVICE=%s ARCHIVE=%s MAXCONTENT=%d\n",
+		host.Quote(req.DataDir), host.Quote(req.BinDir), host.Quote(req.Service), host.Quote(req.ArchivePath), MaxContent)
+	return vars + strings.Replace(probe, "PATHS\n", calls.String(), 1), nil
+}
+
+// Parse turns the probe's output into Facts. It is pure.
+func Parse(name string, req Request, out []byte) (Facts, error) {
+	f := Facts{Host: name, Files: Files{}}
+	osr := map[string]string{}
+	var ctl []string
+	var dd *DataDir
+	if req.DataDir != "" {
+		dd = &DataDir{Path: req.DataDir}
+	}
+	var dpkgArch string
+	ended := false
+	for _, line := range strings.Split(string(out), "\n") {
+		if line == "" {
+			continue
+		}
+		fld := strings.Split(line, "\t")
+		tag, args := fld[0], fld[1:]
+		arg := func(i int) string {
+			if i < len(args) {
+				return args[i]
+			}
+			return ""
+		}
+		switch tag {
+		case "uid":
+			f.Root = arg(0) == "0"
+		case "machine":
+			f.Machine = arg(0)
+		case "dpkgarch":
+			dpkgArch = arg(0)
+		case "os":
+			if k, v, ok := strings.Cut(arg(0), "="); ok {
+				osr[k] = unquoteOSRelease(v)
+			}
+		case "systemd":
+			f.Systemd = true
+		case "pguser":
+			// name:x:uid:gid:gecos:home:shell
+			p := strings.Split(arg(0), ":")
+			if len(p) >= 6 {
+				uid, _ := strconv.Atoi(p[2])
+				f.PGUser = &User{UID: uid, Home: p[5]}
+			}
+		case "pgbin":
+			f.addInstall(majorFromBinDir(arg(0)), arg(0))
+		case "pgbinver":
+			f.addInstall(majorFromVersion(arg(1)), arg(0))
+		case "datadir":
+			if dd != nil {
+				dd.State = DataDirState(arg(0))
+			}
+		case "pgversion":
+			if dd != nil {
+				dd.Version = strings.TrimSpace(arg(0))
+			}
+		case "signal":
+			if dd != nil {
+				dd.Signals = append(dd.Signals, arg(0))
+			}
+		case "running":
+			if dd != nil {
+				dd.Running = true
+			}
+		case "ctl":
+			ctl = append(ctl, arg(0))
+		case "service":
+			f.Service = &Service{Name: arg(0), Active: arg(1), Enabled: arg(2)}
+		case "dir":
+			mode, owner, group, _ := statFields(arg(1))
+			f.Files[arg(0)] = File{Type: Dir, Mode: mode, Owner: owner, Group: group}
+		case "file":
+			mode, owner, group, size := statFields(arg(1))
+			f.Files[arg(0)] = File{Type: Regular, Mode: mode, Owner: owner, Group: group, Size: size, SHA256: arg(2)}
+		case "content":
+			fi, ok := f.Files[arg(0)]
+			if !ok {
+				return Facts{}, fmt.Errorf("probe output: content before file record for %s", arg(0))
+			}
+			b, err := base64.StdEncoding.DecodeString(arg(1))
+			if err != nil {
+				return Facts{}, fmt.Errorf("probe output: content of %s: %w", arg(0), err)
+			}
+			s := string(b)
+			fi.Content = &s
+			f.Files[arg(0)] = fi
+		case "unreadable":
+			f.Files[arg(0)] = File{Type: Regular, Unreadable: true}
+		case "other":
+			f.Files[arg(0)] = File{Type: Other}
+		case "missing":
+			f.Files[arg(0)] = File{}
+		case "archexists":
+			if f.Archive == nil {
+				f.Archive = &Filesystem{}
+			}
+			f.Archive.Exists = true
+		case "df":
+			if f.Archive == nil {
+				f.Archive = &Filesystem{}
+			}
+			if err := parseDF(f.Archive, arg(0), arg(1)); err != nil {
+				return Facts{}, err
+			}
+			f.Archive.Path = req.ArchivePath
+		case "pid1":
+			// Recorded by the script for people reading raw output; the
+			// /run/systemd/system test (sd_booted) is what counts.
+		case "end":
+			ended = true
+		}
+	}
+	if !ended {
+		return Facts{}, fmt.Errorf("probe output truncated (no end record)")
+	}
+	for _, pr := range req.Paths {
+		if _, ok := f.Files[pr.Path]; !ok {
+			return Facts{}, fmt.Errorf("probe output: no record for %s", pr.Path)
+		}
+	}
+	f.OS = OS{ID: osr["ID"], VersionID: osr["VERSION_ID"], PrettyName: osr["PRETTY_NAME"]}
+	f.Arch = NormaliseArch(f.Machine, dpkgArch)
+	if dd != nil {
+		if dd.State == "" {
+			return Facts{}, fmt.Errorf("probe output: no data directory state")
+		}
+		parseControlData(dd, ctl)
+		f.DataDir = dd
+	}
+	sort.Slice(f.Postgres, func(i, j int) bool { return versionLess(f.Postgres[i].Major, f.Postgres[j].Major) })
+	return f, nil
+}
+
+func (f *Facts) addInstall(major, bin string) {
+	if major == "" {
+		return
+	}
+	for _, in := range f.Postgres {
+		if in.BinDir == bin {
+			return
+		}
+	}
+	f.Postgres = append(f.Postgres, Install{Major: major, BinDir: bin})
+}
+
+// Installed returns the bin dir of major, or "".
+func (f Facts) Installed(major string) string {
+	for _, in := range f.Postgres {
+		if in.Major == major {
+			return in.BinDir
+		}
+	}
+	return ""
+}
+
+// majorFromBinDir reads 15 from /usr/lib/postgresql/15/bin or
+// /usr/pgsql-15/bin.
+func majorFromBinDir(dir string) string {
+	dir = strings.TrimSuffix(dir, "/bin")
+	if i := strings.LastIndexAny(dir, "/-"); i >= 0 {
+		return dir[i+1:]
+	}
+	return ""
+}
+
+// majorFromVersion reads "15" from "postgres (PostgreSQL) 15.8 (Debian ...)"
+// and "9.6" from "postgres (PostgreSQL) 9.6.24".
+func majorFromVersion(v string) string {
+	fs := strings.Fields(v)
+	if len(fs) < 3 {
+		return ""
+	}
+	parts := strings.Split(fs[2], ".")
+	if parts[0] == "9" || parts[0] == "8" || parts[0] == "7" {
+		if len(parts) > 1 {
+			return parts[0] + "." + parts[1]
+		}
+	}
+	// "15.8", "16beta1": the leading digits.
+	for i, r := range parts[0] {
+		if r < '0' || r > '9' {
+			return parts[0][:i]
+		}
+	}
+	return parts[0]
+}
+
+func versionLess(a, b string) bool {
+	af, _ := strconv.ParseFloat(a, 64)
+	bf, _ := strconv.ParseFloat(b, 64)
+	if af != bf {
+		return af < bf
+	}
+	return a < b
+}
+
+func statFields(s string) (mode, owner, group string, size int64) {
+	p := strings.Split(s, "|")
+	for len(p) < 4 {
+		p = append(p, "")
+	}
+	m, err := strconv.ParseUint(p[0], 8, 32)
+	if err == nil {
+		mode = fmt.Sprintf("%04o", m)
+	}
+	size, _ = strconv.ParseInt(p[3], 10, 64)
+	return mode, p[1], p[2], size
+}
+
+// parseDF reads one `df -PTk` data line:
+// Filesystem Type 1024-blocks Used Available Capacity Mounted-on.
+func parseDF(fs *Filesystem, probed, line string) error {
+	fs.Probed = probed
+	c := strings.Fields(line)
+	if len(c) < 7 {
+		return fmt.Errorf("probe output: cannot read df line %q for %s", line, probed)
+	}
+	// A device name with spaces would shift columns; count from the right.
+	n := len(c)
+	fs.MountPoint = c[n-1]
+	fs.UsedPct, _ = strconv.Atoi(strings.TrimSuffix(c[n-2], "%"))
+	avail, err1 := strconv.ParseInt(c[n-3], 10, 64)
+	size, err2 := strconv.ParseInt(c[n-5], 10, 64)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("probe output: cannot read df line %q for %s", line, probed)
+	}
+	fs.AvailBytes, fs.SizeBytes = avail*1024, size*1024
+	fs.Type = c[n-6]
+	fs.Device = strings.Join(c[:n-6], " ")
+	return nil
+}
+
+// parseControlData picks the three lines of pg_controldata that matter.
+func parseControlData(dd *DataDir, lines []string) {
+	for _, l := range lines {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.TrimSpace(k) {
+		case "Database system identifier":
+			dd.SystemID = v
+		case "Latest checkpoint's TimeLineID":
+			dd.Timeline, _ = strconv.Atoi(v)
+		case "Database cluster state":
+			dd.ClusterState = v
+		}
+	}
+	// The control file says "in archive recovery" for as long as a standby
+	// replays; a stopped standby keeps "shut down in recovery".
+	dd.InRecovery = dd.Running && dd.ClusterState == "in archive recovery"
+}
+
+func unquoteOSRelease(v string) string {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		v = v[1 : len(v)-1]
+	}
+	return strings.NewReplacer(`\"`, `"`, `\\`, `\`, `\$`, `$`, "\\`", "`").Replace(v)
+}
+
+// NormaliseArch maps uname -m (and dpkg's answer, which wins: a 32-bit
+// userland on a 64-bit kernel is what PostgreSQL's on-disk format follows)
+// to Debian architecture names.
+func NormaliseArch(machine, dpkg string) string {
+	if dpkg != "" {
+		return dpkg
+	}
+	switch machine {
+	case "x86_64":
+		return "amd64"
+	case "aarch64", "arm64":
+		return "arm64"
+	case "i386", "i486", "i586", "i686":
+		return "i386"
+	case "armv7l", "armv6l":
+		return "armhf"
+	case "ppc64le":
+		return "ppc64el"
+	}
+	return machine
+}
