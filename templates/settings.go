@@ -1,0 +1,168 @@
+package templates
+
+import (
+	"path"
+	"sort"
+	"strconv"
+
+	"github.com/pgwarm/pgwarm/inventory"
+)
+
+// Settings returns the managed postgresql.conf settings of host, sorted by
+// name, exactly as the settings file renders them. Recovery settings of a
+// standby on PostgreSQL up to 11 live in recovery.conf and are not part of
+// this list (see RecoverySettings). Hosts without PostgreSQL have none.
+func Settings(inv *inventory.Inventory, hostName string) []Setting {
+	h, ok := inv.Host(hostName)
+	if !ok || !h.IsPostgres() {
+		return nil
+	}
+	m := baseSettings(inv, h)
+	if h.Role == inventory.RoleStandby && inv.Postgres.Version.AtLeast(12) {
+		for _, s := range recoverySettings(inv, h) {
+			m[s.Name] = s.Value
+		}
+	}
+	return sortedSettings(m)
+}
+
+// RecoverySettings returns what recovery.conf holds for a standby on
+// PostgreSQL up to 11, sorted; nil otherwise.
+func RecoverySettings(inv *inventory.Inventory, hostName string) []Setting {
+	h, ok := inv.Host(hostName)
+	if !ok || h.Role != inventory.RoleStandby || inv.Postgres.Version.AtLeast(12) {
+		return nil
+	}
+	m := map[string]string{"standby_mode": "on"}
+	for _, s := range recoverySettings(inv, h) {
+		m[s.Name] = s.Value
+	}
+	return sortedSettings(m)
+}
+
+func sortedSettings(m map[string]string) []Setting {
+	out := make([]Setting, 0, len(m))
+	for k, v := range m {
+		out = append(out, Setting{Name: k, Value: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// helper returns the pgwarm-wal invocation of sub on host h.
+func helperCmd(inv *inventory.Inventory, h inventory.Host, sub string, extra ...string) string {
+	args := []string{inventory.DefaultHelperPath, sub, "--archive", shquote(inv.ArchiveURL(h))}
+	args = append(args, extra...)
+	return joinArgs(args)
+}
+
+// baseSettings are the settings every PostgreSQL host gets, whatever its
+// role, so that a promoted standby archives at once and a demoted primary
+// can follow without a restart for archive_mode or wal_level.
+func baseSettings(inv *inventory.Inventory, h inventory.Host) map[string]string {
+	v := inv.Postgres.Version
+	r := inv.Replication
+	var ship []string
+	if inv.Archive.Marker != "" && (inv.Archive.Transport == inventory.TransportNFS || inv.ArchiveIsLocal(h)) {
+		ship = append(ship, "--require-marker", shquote(inv.Archive.Marker))
+	}
+	ship = append(ship, "--compression", inv.Archive.Compression, "%p", "%f")
+	m := map[string]string{
+		// archive_mode=on, not always: a standby must not re-archive what it
+		// restores, but starts archiving the moment it is promoted.
+		"archive_mode":    "on",
+		"archive_command": helperCmd(inv, h, "ship", ship...),
+		"archive_timeout": strconv.FormatInt(int64(r.ArchiveTimeout.D().Seconds()), 10),
+		// 'replica' exists from 9.6 on (it replaced archive and hot_standby).
+		"wal_level": "replica",
+		// pg_rewind needs hint bits WAL-logged to turn an old primary into a standby.
+		"wal_log_hints": "on",
+		// 9.6 defaults to 0 senders and slots; pg_basebackup needs senders in every mode.
+		"max_wal_senders":       "10",
+		"max_replication_slots": "10",
+		"listen_addresses":      "*",
+		"port":                  strconv.Itoa(inv.Postgres.Port),
+		"hot_standby":           "on",
+	}
+	if r.Mode == inventory.ModeWarm {
+		m["hot_standby"] = "off" // the seed's warm standby answers no queries
+	}
+	if r.Mode == inventory.ModeStreaming && !r.Slot {
+		// Without a slot the primary keeps some WAL for a standby that falls
+		// behind; the archive covers the rest.
+		if v.AtLeast(13) {
+			m["wal_keep_size"] = "1GB"
+		} else {
+			m["wal_keep_segments"] = "64"
+		}
+	}
+	for k, val := range inv.Postgres.Settings {
+		m[k] = val
+	}
+	return m
+}
+
+// recoverySettings are the standby's recovery parameters for every version;
+// the caller puts them in recovery.conf (<= 11) or the settings file (>= 12).
+//
+// restore_command never uses pgwarm-wal's --wait: from 9.0 on, standby mode
+// (standby_mode=on up to 11, standby.signal from 12) makes PostgreSQL retry a
+// missing segment itself every wal_retrieve_retry_interval, so the helper
+// must return at once. A waiting restore_command would block `pg_ctl
+// promote` until the next segment arrives, and from 16 there is no trigger
+// file it could watch instead.
+func recoverySettings(inv *inventory.Inventory, h inventory.Host) []Setting {
+	v := inv.Postgres.Version
+	r := inv.Replication
+	out := []Setting{
+		{"restore_command", helperCmd(inv, h, "restore", "%f", "%p")},
+		// 'latest' is the default only from 12; explicit so a standby follows a promotion.
+		{"recovery_target_timeline", "latest"},
+	}
+	if len(inv.Standbys()) == 1 {
+		// With several standbys one standby's cleanup could delete segments
+		// another still needs, so cleanup is only rendered for a single standby.
+		out = append(out, Setting{"archive_cleanup_command", helperCmd(inv, h, "cleanup", "%r")})
+	}
+	switch {
+	case !v.AtLeast(12):
+		out = append(out, Setting{"trigger_file", r.TriggerFile})
+	case !v.AtLeast(16):
+		out = append(out, Setting{"promote_trigger_file", r.TriggerFile})
+	}
+	// 16 removed promote_trigger_file: promotion is pg_ctl promote or pg_promote().
+	if r.Mode == inventory.ModeStreaming {
+		out = append(out, Setting{"primary_conninfo", primaryConninfo(inv, h, "")})
+		if r.Slot {
+			out = append(out, Setting{"primary_slot_name", inventory.SlotName(h)})
+		}
+	}
+	return out
+}
+
+// primaryConninfo connects host h to the primary; the password comes from
+// ~postgres/.pgpass, never from the conninfo.
+func primaryConninfo(inv *inventory.Inventory, h inventory.Host, dbname string) string {
+	p := inv.Primary()
+	s := "host=" + p.Address + " port=" + strconv.Itoa(inv.Postgres.Port) + " user=" + inv.Replication.User
+	if dbname != "" {
+		s += " dbname=" + dbname + " connect_timeout=5"
+	} else {
+		s += " application_name=" + inventory.SlotName(h)[len("pgwarm_"):]
+	}
+	return s
+}
+
+// promoteCommand ends recovery on h: the trigger file up to 15 (the seed's
+// way, shared with a manual `touch`), pg_ctl promote from 16 where the
+// trigger file no longer exists.
+func promoteCommand(inv *inventory.Inventory) string {
+	if !inv.Postgres.Version.AtLeast(16) {
+		return "touch " + shquote(inv.Replication.TriggerFile)
+	}
+	p := inv.Paths()
+	if inv.Postgres.Layout == inventory.LayoutDebian {
+		return "pg_ctlcluster " + inv.Postgres.Version.String() + " main promote"
+	}
+	return shquote(path.Join(p.BinDir, "pg_ctl")) + " promote -D " + shquote(p.DataDir)
+}
