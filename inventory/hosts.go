@@ -202,6 +202,6 @@ func (inv *Inventory) Summary() string {
 		}
 		sb = append(sb, s.Name...)
 	}
-	return fmt.Sprintf("cluster %s, PostgreSQL %s, %s mode, primary %s, standbys %s, archive %s via %s",
-		inv.Cluster, inv.Postgres.Version, inv.Replication.Mode, inv.Primary().Name, sb, inv.Archive.Host, inv.Archive.Transport)
+	return fmt.Sprintf("cluster %s, PostgreSQL %s, primary %s, standbys %s, archive %s via %s",
+		inv.Cluster, inv.Postgres.Version, inv.Primary().Name, sb, inv.Archive.Host, inv.Archive.Transport)
 }

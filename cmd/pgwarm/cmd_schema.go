@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/urfave/cli/v2"
 )
 
@@ -9,6 +10,15 @@ func schemaCommand() *cli.Command {
 		Name:   "schema",
 		Usage:  "print the inventory JSON Schema (for editors)",
 		Flags:  []cli.Flag{},
-		Action: notImplemented("schema"),
+		Action: schemaAction,
 	}
+}
+
+func schemaAction(c *cli.Context) error {
+	b, err := inventory.Schema()
+	if err != nil {
+		return err
+	}
+	_, err = c.App.Writer.Write(b)
+	return err
 }
