@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	sysA = 7300000000000000001
+	sysB = 7300000000000000002
+	seg1 = "000000010000000000000001"
+	seg2 = "000000010000000000000002"
+	seg3 = "000000010000000000000003"
+	seg5 = "000000010000000000000005"
+)
+
+// TestArchiveSuite runs the same archive behaviour against every backend:
+// a plain path, a file:// URL, and ssh:// through pgwarm-wal serve.
+func TestArchiveSuite(t *testing.T) {
+	backends := []func(*testing.T) backend{
+		localBackend, fileURLBackend,
+		func(t *testing.T) backend { return sshBackend(t, "push,get,cleanup,list,verify") },
+	}
+	for _, mk := range backends {
+		name := mk(t).name
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			t.Run("ship restore round trip", func(t *testing.T) { suiteRoundTrip(t, mk(t)) })
+			t.Run("duplicates", func(t *testing.T) { suiteDuplicates(t, mk(t)) })
+			t.Run("corruption refused", func(t *testing.T) { suiteCorruption(t, mk(t)) })
+			t.Run("foreign cluster", func(t *testing.T) { suiteForeign(t, mk(t)) })
+			t.Run("marker", func(t *testing.T) { suiteMarker(t, mk(t)) })
+			t.Run("cleanup and gaps", func(t *testing.T) { suiteCleanupGaps(t, mk(t)) })
+			t.Run("bad input", func(t *testing.T) { suiteBadInput(t, mk(t)) })
+			t.Run("wait and trigger", func(t *testing.T) { suiteWait(t, mk(t)) })
+		})
+	}
+}
+
+func suiteRoundTrip(t *testing.T, b backend) {
+	src := t.TempDir()
+	for i, n := range []string{seg1, seg2, seg3} {
+		p := writeFile(t, src, n, fakeSegment(n, sysA, int64(i)))
+		b.run(t, "ship", "--archive", b.url, p, n).want(t, 0)
+	}
+	hist := writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n"))
+	b.run(t, "ship", "--archive", b.url, hist, "00000002.history").want(t, 0)
+	for _, c := range []string{"gzip", "none"} {
+		n := map[string]string{"gzip": "000000020000000000000003", "none": "000000020000000000000004"}[c]
+		p := writeFile(t, src, n, fakeSegment(n, sysA, 9))
+		b.run(t, "ship", "--compression", c, "--archive", b.url, p, n).want(t, 0)
+	}
+
+	dst := t.TempDir()
+	for _, n := range []string{seg1, seg2, seg3, "00000002.history", "000000020000000000000003", "000000020000000000000004"} {
+		out := filepath.Join(dst, "RECOVERYXLOG")
+		b.run(t, "restore", "--archive", b.url, n, out).want(t, 0)
+		got, _ := os.ReadFile(out)
+		want, _ := os.ReadFile(filepath.Join(src, n))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: restored content differs", n)
+		}
+	}
+	// Compression really happened: the busy fake segment is ~5% random.
+	st, err := os.Stat(filepath.Join(b.root, "wal", seg1))
+	if err != nil || st.Size() > testSegSize/5 {
+		t.Fatalf("stored zstd segment: %v size %d", err, st.Size())
+	}
+	r := b.run(t, "restore", "--archive", b.url, seg5, filepath.Join(dst, "x"))
+	r.want(t, 1, "pgwarm-wal restore "+seg5+":", "not in the archive")
+	if r.took > 2*time.Second {
+		t.Fatalf("missing file took %v; must answer at once", r.took)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "x")); err == nil {
+		t.Fatal("DEST created for a missing file")
+	}
+	ls := b.run(t, "list", "--archive", b.url)
+	ls.want(t, 0)
+	for _, n := range []string{seg1, seg3, "00000002.history", "gzip", "none", "7300000000000000001"} {
+		if !strings.Contains(ls.stdout, n) {
+			t.Fatalf("list lacks %s:\n%s", n, ls.stdout)
+		}
+	}
+	b.run(t, "verify", "--archive", b.url).want(t, 0)
+}
+
+func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func suiteDuplicates(t *testing.T, b backend) {
+	src := t.TempDir()
+	orig := fakeSegment(seg1, sysA, 1)
+	p := writeFile(t, src, seg1, orig)
+	b.run(t, "ship", "--archive", b.url, p, seg1).want(t, 0)
+	// PostgreSQL retries after a crash: the same bytes again is success,
+	// even with another compression.
+	b.run(t, "ship", "--archive", b.url, p, seg1).want(t, 0)
+	b.run(t, "ship", "--compression", "gzip", "--archive", b.url, p, seg1).want(t, 0)
+
+	stored := filepath.Join(b.root, "wal", seg1)
+	before, _ := os.ReadFile(stored)
+	other := fakeSegment(seg1, sysA, 2)
+	p2 := writeFile(t, t.TempDir(), seg1, other)
+	b.run(t, "ship", "--archive", b.url, p2, seg1).want(t, 3,
+		"pgwarm-wal ship "+seg1+":", "different content", sum(orig), sum(other))
+	after, _ := os.ReadFile(stored)
+	if !bytes.Equal(before, after) {
+		t.Fatal("archive changed by a conflicting ship")
+	}
+
+	h1 := writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tbefore\n"))
+	b.run(t, "ship", "--archive", b.url, h1, "00000002.history").want(t, 0)
+	b.run(t, "ship", "--archive", b.url, h1, "00000002.history").want(t, 0)
+	h2 := writeFile(t, t.TempDir(), "00000002.history", []byte("1\t0/4000000\tother promotion\n"))
+	b.run(t, "ship", "--archive", b.url, h2, "00000002.history").want(t, 3, "history files are never replaced")
+}
+
+func suiteCorruption(t *testing.T, b backend) {
+	src := t.TempDir()
+	p := writeFile(t, src, seg1, fakeSegment(seg1, sysA, 1))
+	b.run(t, "ship", "--archive", b.url, p, seg1).want(t, 0)
+	stored := filepath.Join(b.root, "wal", seg1)
+	raw, _ := os.ReadFile(stored)
+	raw[len(raw)/2] ^= 0x01 // one bit of rot in the body
+	if err := os.WriteFile(stored, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	b.run(t, "restore", "--archive", b.url, seg1, dest).want(t, 4, "refusing", "corrupt")
+	if _, err := os.Stat(dest); err == nil {
+		t.Fatal("corrupt file handed to PostgreSQL")
+	}
+	v := b.run(t, "verify", "--archive", b.url)
+	v.want(t, 4)
+	if !strings.Contains(v.stdout, seg1) {
+		t.Fatalf("verify does not name the file:\n%s", v.stdout)
+	}
+	// A segment stored under the wrong name is caught by its page address.
+	p3 := writeFile(t, src, "copy", fakeSegment(seg3, sysA, 3))
+	b.run(t, "ship", "--archive", b.url, p3, seg2).want(t, 2, "does not contain")
+}
+
+func suiteForeign(t *testing.T, b backend) {
+	src := t.TempDir()
+	b.run(t, "ship", "--archive", b.url, writeFile(t, src, seg1, fakeSegment(seg1, sysA, 1)), seg1).want(t, 0)
+	b.run(t, "ship", "--archive", b.url, writeFile(t, src, seg2, fakeSegment(seg2, sysB, 2)), seg2).want(t, 5,
+		"7300000000000000002", "7300000000000000001", "cluster")
+	if _, err := os.Stat(filepath.Join(b.root, "wal", seg2)); err == nil {
+		t.Fatal("foreign segment stored")
+	}
+}
+
+func suiteMarker(t *testing.T, b backend) {
+	src := t.TempDir()
+	p := writeFile(t, src, seg1, fakeSegment(seg1, sysA, 1))
+	b.run(t, "ship", "--require-marker", "mounted", "--archive", b.url, p, seg1).want(t, 6, "mounted", "missing")
+	if _, err := os.Stat(filepath.Join(b.root, "wal")); err == nil {
+		t.Fatal("archive touched without its marker")
+	}
+	writeFile(t, b.root, "mounted", nil)
+	b.run(t, "ship", "--require-marker", "mounted", "--archive", b.url, p, seg1).want(t, 0)
+	// The global flag position works too.
+	b.run(t, "--require-marker", "mounted", "ship", "--archive", b.url, p, seg1).want(t, 0)
+	b.run(t, "ship", "--require-marker", "../etc", "--archive", b.url, p, seg1).want(t, 2)
+}
+
+func suiteCleanupGaps(t *testing.T, b backend) {
+	src := t.TempDir()
+	names := []string{seg1, seg2, seg3, seg5, "000000010000000000000003.partial"}
+	for i, n := range names {
+		b.run(t, "ship", "--archive", b.url, writeFile(t, src, n, fakeSegment(n, sysA, int64(i))), n).want(t, 0)
+	}
+	b.run(t, "ship", "--archive", b.url, writeFile(t, src, "00000001.history", []byte("x\n")), "00000001.history").want(t, 0)
+	v := b.run(t, "verify", "--archive", b.url)
+	v.want(t, 10)
+	if !strings.Contains(v.stdout, "000000010000000000000004 is missing") {
+		t.Fatalf("gap not reported:\n%s", v.stdout)
+	}
+	dry := b.run(t, "cleanup", "--dry-run", "--archive", b.url, seg3)
+	dry.want(t, 0)
+	if !strings.Contains(dry.stdout, "would remove "+seg1) || !strings.Contains(dry.stdout, seg2) {
+		t.Fatalf("dry run:\n%s", dry.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(b.root, "wal", seg1)); err != nil {
+		t.Fatal("dry run removed a file")
+	}
+	b.run(t, "cleanup", "--archive", b.url, seg3).want(t, 0)
+	for _, n := range []string{seg1, seg2} {
+		if _, err := os.Stat(filepath.Join(b.root, "wal", n)); err == nil {
+			t.Fatalf("%s not removed", n)
+		}
+	}
+	for _, n := range []string{seg3, seg5, "00000001.history", "000000010000000000000003.partial"} {
+		if _, err := os.Stat(filepath.Join(b.root, "wal", n)); err != nil {
+			t.Fatalf("%s removed: %v", n, err)
+		}
+	}
+	b.run(t, "cleanup", "--archive", b.url, "00000001.history").want(t, 2)
+}
+
+func suiteBadInput(t *testing.T, b backend) {
+	src := t.TempDir()
+	p := writeFile(t, src, seg1, fakeSegment(seg1, sysA, 1))
+	b.run(t, "ship", "--archive", b.url, p, "../../etc/passwd").want(t, 2, "not a WAL file name")
+	b.run(t, "ship", "--archive", b.url, p, "000000010000000000000001x").want(t, 2)
+	b.run(t, "ship", "--archive", b.url, writeFile(t, src, "junk", []byte("hello")), seg1).want(t, 2, "not a WAL segment")
+	b.run(t, "ship", "--archive", b.url, filepath.Join(src, "absent"), seg1).want(t, 2)
+	b.run(t, "ship", p, seg1).want(t, 2, "--archive")
+	b.run(t, "ship", "--compression", "lz4", "--archive", b.url, p, seg1).want(t, 2)
+	b.run(t, "restore", "--archive", b.url, seg1).want(t, 2)
+}
+
+func suiteWait(t *testing.T, b backend) {
+	src := t.TempDir()
+	b.run(t, "ship", "--archive", b.url, writeFile(t, src, seg1, fakeSegment(seg1, sysA, 1)), seg1).want(t, 0)
+	trigger := filepath.Join(t.TempDir(), "promote.trigger")
+	dst := t.TempDir()
+
+	// An archived file is restored at once.
+	b.run(t, "restore", "--wait", "--trigger", trigger, "--archive", b.url, seg1, filepath.Join(dst, "a")).want(t, 0)
+
+	// History probes and other timelines do not wait.
+	for _, n := range []string{"00000002.history", "000000020000000000000002"} {
+		r := b.run(t, "restore", "--wait", "--trigger", trigger, "--archive", b.url, n, filepath.Join(dst, "h"))
+		r.want(t, 1)
+		if r.took > 3*time.Second {
+			t.Fatalf("%s probe took %v", n, r.took)
+		}
+	}
+
+	// The next segment is noticed within about a second of arriving.
+	p2 := writeFile(t, src, seg2, fakeSegment(seg2, sysA, 2))
+	shipped := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		b.run(t, "ship", "--archive", b.url, p2, seg2)
+		shipped <- time.Now()
+	}()
+	r := b.run(t, "restore", "--wait", "--trigger", trigger, "--archive", b.url, seg2, filepath.Join(dst, "b"))
+	r.want(t, 0)
+	lag := time.Since(<-shipped)
+	if lag < 0 {
+		lag = 0
+	}
+	if r.took < 600*time.Millisecond {
+		t.Fatalf("restore returned after %v, before the segment was shipped", r.took)
+	}
+	t.Logf("waited %v for %s", r.took, seg2)
+
+	// Smart trigger: archived segments are still replayed; then recovery ends.
+	if err := os.WriteFile(trigger, []byte("smart\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, "restore", "--wait", "--trigger", trigger, "--archive", b.url, seg2, filepath.Join(dst, "c")).want(t, 0)
+	r = b.run(t, "restore", "--wait", "--trigger", trigger, "--archive", b.url, seg3, filepath.Join(dst, "d"))
+	r.want(t, 1, "trigger file")
+	if _, err := os.Stat(trigger); err == nil {
+		t.Fatal("trigger file left behind after ending recovery")
+	}
+	// Fast trigger: stop now even though seg2 is archived.
+	if err := os.WriteFile(trigger, []byte("fast"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, "restore", "--wait", "--trigger", trigger, "--archive", b.url, seg2, filepath.Join(dst, "e")).want(t, 1, "fast")
+	if _, err := os.Stat(filepath.Join(dst, "e")); err == nil {
+		t.Fatal("fast trigger still restored")
+	}
+	b.run(t, "restore", "--wait", "--archive", b.url, seg2, filepath.Join(dst, "f")).want(t, 2, "--trigger")
+}
