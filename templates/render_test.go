@@ -1,0 +1,286 @@
+package templates
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/pgwarm/pgwarm/inventory"
+)
+
+func renderCase(t *testing.T, name string) Rendered {
+	t.Helper()
+	inv := loadCase(t, filepath.Join(goldenDir, name))
+	r, err := RenderWith(inv, Options{LookupEnv: goldenEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func byKind(r Rendered, host, kind string) []File {
+	var out []File
+	for _, f := range r.Hosts[host] {
+		if f.Kind == kind {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func settingsOf(r Rendered, host string) string {
+	fs := byKind(r, host, KindSettings)
+	if len(fs) != 1 {
+		return ""
+	}
+	return string(fs[0].Content)
+}
+
+// The acceptance criterion: 11 and 16 differ exactly where PostgreSQL
+// changed — recovery.conf with trigger_file versus standby.signal with the
+// recovery settings in the settings file and promotion by pg_ctl.
+func TestRecoveryDiffers11Versus16(t *testing.T) {
+	r11 := renderCase(t, "pg11-warm-ssh")
+	r16 := renderCase(t, "pg16-warm-ssh")
+
+	rec := byKind(r11, "pg2", KindRecovery)
+	if len(rec) != 1 || rec[0].Path != "/var/lib/postgresql/11/main/recovery.conf" {
+		t.Fatalf("11: recovery.conf = %+v", rec)
+	}
+	for _, want := range []string{"standby_mode = 'on'", "trigger_file = '/var/lib/pgwarm/main/promote.trigger'", "restore_command = ", "archive_cleanup_command = ", "recovery_target_timeline = 'latest'"} {
+		if !strings.Contains(string(rec[0].Content), want) {
+			t.Errorf("11: recovery.conf lacks %q", want)
+		}
+	}
+	if n := len(byKind(r11, "pg2", KindSignal)); n != 0 {
+		t.Errorf("11: %d signal files, want none", n)
+	}
+	if s := settingsOf(r11, "pg2"); strings.Contains(s, "restore_command =") || strings.Contains(s, "trigger_file =") {
+		t.Errorf("11: recovery settings leaked into postgresql.conf:\n%s", s)
+	}
+
+	sig := byKind(r16, "pg2", KindSignal)
+	if len(sig) != 1 || sig[0].Path != "/var/lib/postgresql/16/main/standby.signal" {
+		t.Fatalf("16: standby.signal = %+v", sig)
+	}
+	if n := len(byKind(r16, "pg2", KindRecovery)); n != 0 {
+		t.Errorf("16: %d recovery.conf files, want none", n)
+	}
+	s16 := settingsOf(r16, "pg2")
+	if strings.Contains(s16, "trigger_file =") || strings.Contains(s16, "standby_mode =") {
+		t.Errorf("16: settings still name a trigger file or standby_mode:\n%s", s16)
+	}
+	if !strings.Contains(s16, "restore_command = ") {
+		t.Errorf("16: restore_command missing from settings:\n%s", s16)
+	}
+
+	script11 := string(byKind(r11, "pg2", KindScript)[0].Content)
+	script16 := string(byKind(r16, "pg2", KindScript)[0].Content)
+	if !strings.Contains(script11, "touch /var/lib/pgwarm/main/promote.trigger") || !strings.Contains(script11, "/11/main/recovery.conf") {
+		t.Errorf("11: DNS trigger should touch the trigger file while recovery.conf exists:\n%s", script11)
+	}
+	if !strings.Contains(script16, "pg_ctlcluster 16 main promote") || strings.Contains(script16, "touch") {
+		t.Errorf("16: DNS trigger should run pg_ctl promote:\n%s", script16)
+	}
+}
+
+func TestPromoteTriggerFileOnlyFrom12To15(t *testing.T) {
+	for _, c := range goldenCases() {
+		r := renderCase(t, c.name())
+		s := settingsOf(r, "pg2")
+		has := strings.Contains(s, "\npromote_trigger_file = ")
+		want := c.version == "12" || c.version == "15"
+		if has != want {
+			t.Errorf("%s: promote_trigger_file present=%t, want %t", c.name(), has, want)
+		}
+	}
+}
+
+func TestInvariantsEveryCase(t *testing.T) {
+	for _, c := range goldenCases() {
+		t.Run(c.name(), func(t *testing.T) {
+			r := renderCase(t, c.name())
+			again := renderCase(t, c.name())
+			if !bytes.Equal(manifest(r), manifest(again)) {
+				t.Error("rendering twice gives different manifests")
+			}
+			for _, host := range r.HostNames() {
+				files := r.Hosts[host]
+				for i, f := range files {
+					if i > 0 && files[i-1].Path >= f.Path {
+						t.Errorf("%s: files not sorted by path at %s", host, f.Path)
+					}
+					if !bytes.Equal(f.Content, again.Hosts[host][i].Content) {
+						t.Errorf("%s:%s: rendering twice differs", host, f.Path)
+					}
+					if bytes.Contains(f.Content, []byte("archive_library")) {
+						t.Errorf("%s:%s: archive_library rendered next to archive_command", host, f.Path)
+					}
+					if f.Secret && f.Mode.Perm() != 0o600 {
+						t.Errorf("%s:%s: secret with mode %v", host, f.Path, f.Mode)
+					}
+					if !f.Secret && bytes.Contains(f.Content, []byte("golden")) {
+						t.Errorf("%s:%s: password in a non-secret file", host, f.Path)
+					}
+					if strings.Contains(string(f.Content), "{{key:") != (len(f.NeedsKeys) > 0) {
+						t.Errorf("%s:%s: key placeholders and NeedsKeys disagree", host, f.Path)
+					}
+				}
+				// Every cron job has a systemd twin and back.
+				if nc, ns := len(byKind(r, host, KindCron)), len(byKind(r, host, KindSystemd)); ns != 2*nc {
+					t.Errorf("%s: %d cron files but %d systemd units", host, nc, ns)
+				}
+			}
+			wantHot := "hot_standby = 'on'"
+			if c.mode == "warm" {
+				wantHot = "hot_standby = 'off'"
+			}
+			if !strings.Contains(settingsOf(r, "pg2"), wantHot) {
+				t.Errorf("standby lacks %s", wantHot)
+			}
+			streaming := strings.Contains(settingsOf(r, "pg2"), "primary_conninfo") || len(byKind(r, "pg2", KindRecovery)) == 1 && bytes.Contains(byKind(r, "pg2", KindRecovery)[0].Content, []byte("primary_conninfo"))
+			if streaming != (c.mode == "streaming") {
+				t.Errorf("primary_conninfo present=%t in mode %s", streaming, c.mode)
+			}
+		})
+	}
+}
+
+func TestWalKeepByVersion(t *testing.T) {
+	for name, want := range map[string]string{
+		"pg9.6-streaming-ssh": "wal_keep_segments = '64'",
+		"pg12-streaming-ssh":  "wal_keep_segments = '64'",
+		"pg15-streaming-ssh":  "wal_keep_size = '1GB'",
+		"pg16-streaming-ssh":  "primary_slot_name = 'pgwarm_pg2'",
+	} {
+		if s := settingsOf(renderCase(t, name), "pg2"); !strings.Contains(s, want) {
+			t.Errorf("%s: settings lack %q:\n%s", name, want, s)
+		}
+	}
+}
+
+func TestAuthorizedKeysRights(t *testing.T) {
+	r := renderCase(t, "pg15-hot-ssh")
+	ak := byKind(r, "arch", KindAuthorizedKeys)
+	if len(ak) != 1 {
+		t.Fatalf("authorized_keys: %+v", ak)
+	}
+	want := `command="/usr/local/bin/pgwarm-wal serve --root /srv/pgwarm/main --allow push",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {{key:pg1}}` + "\n" +
+		`command="/usr/local/bin/pgwarm-wal serve --root /srv/pgwarm/main --allow get,cleanup,list,verify",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {{key:pg2}}` + "\n"
+	if !strings.HasSuffix(string(ak[0].Content), want) {
+		t.Errorf("authorized_keys:\n%s", ak[0].Content)
+	}
+	if strings.Join(ak[0].NeedsKeys, ",") != "pg1,pg2" || ak[0].Block != "main" {
+		t.Errorf("NeedsKeys %v Block %q", ak[0].NeedsKeys, ak[0].Block)
+	}
+}
+
+func TestMissingPasswordIsPlaceholder(t *testing.T) {
+	inv := loadCase(t, filepath.Join(goldenDir, "pg15-hot-ssh"))
+	r, err := RenderWith(inv, Options{LookupEnv: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := byKind(r, "pg1", KindPgpass)
+	if len(pg) != 1 || !pg[0].Secret || !pg[0].SecretMissing || pg[0].SecretEnv != "PGWARM_REPLICATION_PASSWORD" ||
+		!strings.Contains(string(pg[0].Content), "{{secret:PGWARM_REPLICATION_PASSWORD}}") {
+		t.Fatalf(".pgpass without password: %+v", pg)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "PGWARM_REPLICATION_PASSWORD is not set") {
+		t.Errorf("warnings: %q", r.Warnings)
+	}
+}
+
+func TestForHostPicksScheduler(t *testing.T) {
+	r := renderCase(t, "pg15-warm-ssh")
+	for _, systemd := range []bool{true, false} {
+		for _, f := range r.ForHost("pg2", systemd) {
+			if (systemd && f.Kind == KindCron) || (!systemd && f.Kind == KindSystemd) {
+				t.Errorf("systemd=%t kept %s", systemd, f.Path)
+			}
+		}
+	}
+	if len(r.ForHost("pg2", true)) != len(r.Hosts["pg2"])-1 || len(r.ForHost("pg2", false)) != len(r.Hosts["pg2"])-2 {
+		t.Error("ForHost dropped the wrong number of files")
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	inv := loadCase(t, filepath.Join(goldenDir, "pg15-hot-ssh"))
+	over := fstest.MapFS{"pg_hba.conf.tmpl": {Data: []byte("{{ range .Entries }}hostssl {{ .Database }} {{ .User }} {{ .Address }} {{ .Method }}\n{{ end }}")}}
+	r, err := RenderWith(inv, Options{LookupEnv: goldenEnv, Overrides: over})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(byKind(r, "pg1", KindHBA)[0].Content)
+	if got != "hostssl replication replicator 10.0.0.2/32 scram-sha-256\nhostssl postgres replicator 10.0.0.2/32 scram-sha-256\n" {
+		t.Errorf("override not used:\n%s", got)
+	}
+	for name, tc := range map[string]struct {
+		fs   fstest.MapFS
+		want string
+	}{
+		"unknown name":  {fstest.MapFS{"pg_hab.conf.tmpl": {Data: []byte("x")}}, "pg_hab.conf.tmpl: no built-in template"},
+		"missing field": {fstest.MapFS{"pgpass.tmpl": {Data: []byte("{{ .Nope }}")}}, "can't evaluate field Nope"},
+		"parse error":   {fstest.MapFS{"cron.tmpl": {Data: []byte("{{ if }}")}}, "templates_dir/cron.tmpl"},
+		"no env funcs":  {fstest.MapFS{"cron.tmpl": {Data: []byte(`{{ env "HOME" }}`)}}, `function "env" not defined`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := RenderWith(inv, Options{LookupEnv: goldenEnv, Overrides: tc.fs})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSettingsSortedAndMatchFile(t *testing.T) {
+	inv := loadCase(t, filepath.Join(goldenDir, "pg17-streaming-nfs"))
+	r := renderCase(t, "pg17-streaming-nfs")
+	for _, h := range []string{"pg1", "pg2"} {
+		ss := Settings(inv, h)
+		for i := 1; i < len(ss); i++ {
+			if ss[i-1].Name >= ss[i].Name {
+				t.Errorf("%s: settings not sorted at %s", h, ss[i].Name)
+			}
+		}
+		content := settingsOf(r, h)
+		for _, s := range ss {
+			if !strings.Contains(content, "\n"+s.Name+" = "+pgquote(s.Value)+"\n") {
+				t.Errorf("%s: %s not in the settings file", h, s.Name)
+			}
+		}
+	}
+	if Settings(inv, "arch") != nil || Settings(inv, "nope") != nil {
+		t.Error("settings for a host without PostgreSQL")
+	}
+	if RecoverySettings(inv, "pg2") != nil {
+		t.Error("recovery.conf settings on 17")
+	}
+}
+
+func TestSeveralStandbysNoCleanup(t *testing.T) {
+	src := strings.Replace(goldenCase{"15", "hot", "ssh"}.inventory(), "  - {name: arch", "  - {name: pg3, address: 10.0.0.4, role: standby}\n  - {name: arch", 1)
+	inv, err := inventory.Parse("x.yaml", []byte(src), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := RenderWith(inv, Options{LookupEnv: goldenEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"pg2", "pg3"} {
+		if strings.Contains(settingsOf(r, h), "archive_cleanup_command") {
+			t.Errorf("%s: archive_cleanup_command with two standbys", h)
+		}
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "several standbys") {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+	hba := string(byKind(r, "pg1", KindHBA)[0].Content)
+	if !strings.Contains(hba, "10.0.0.2/32") || !strings.Contains(hba, "10.0.0.4/32") {
+		t.Errorf("hba lacks a standby:\n%s", hba)
+	}
+}
