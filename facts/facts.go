@@ -30,6 +30,9 @@ type Facts struct {
 	Service  *Service    `json:"service"`       // nil: not asked or no systemd
 	Files    Files       `json:"files"`         // every managed path asked for
 	Archive  *Filesystem `json:"archive"`       // nil: not asked (not the archive host)
+	// HostKeys are the SSH host public keys ("type base64"), ed25519 first,
+	// when asked for (the known_hosts entries other hosts get).
+	HostKeys []string `json:"host_keys,omitempty"`
 }
 
 // OS is the part of /etc/os-release that matters.
@@ -74,6 +77,10 @@ type DataDir struct {
 	Running      bool         `json:"running"`                 // postmaster.pid names a live postgres process
 	InRecovery   bool         `json:"in_recovery"`             // running and the control file says recovery
 	Signals      []string     `json:"signals,omitempty"`       // standby.signal, recovery.signal, recovery.conf present
+	// Role is the replication role's state when asked and the server runs:
+	// "present", "absent", "lacking" (exists without LOGIN REPLICATION) or
+	// "" (not checked: server down, psql failed).
+	Role string `json:"replication_role,omitempty"`
 }
 
 // Service is what systemd says about the PostgreSQL unit.
@@ -135,6 +142,11 @@ type Request struct {
 	Service     string // systemd unit name, e.g. postgresql@15-main
 	Paths       []PathRequest
 	ArchivePath string // on the archive host: df of its nearest existing parent
+	HostKeys    bool   // read /etc/ssh/ssh_host_*_key.pub
+	// Role and Port: when the server runs, ask it (psql as postgres over
+	// the local socket) whether this replication role exists.
+	Role string
+	Port int
 }
 
 // PathRequest is one managed path; Content asks for its text as well as its

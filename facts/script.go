@@ -45,6 +45,11 @@ if [ -n "$DATADIR" ]; then
       out=$("$c" -D "$D" 2>/dev/null) || continue
       printf '%s\n' "$out" | while IFS= read -r l; do p ctl "$l"; done; break
     done
+    if [ -n "$ROLE" ] && [ -n "$pid" ] && [ -x "$BINDIR/psql" ]; then
+      r=$(cd / && PGCONNECT_TIMEOUT=3 runuser -u postgres -- "$BINDIR/psql" -XAtq -p "$PORT" -d postgres \
+        -c "select case when rolcanlogin and rolreplication then 'present' else 'lacking' end from pg_roles where rolname = '$ROLE'" 2>/dev/null) &&
+        p role "${r:-absent}"
+    fi
   elif [ -z "$(ls -A "$D" 2>/dev/null)" ]; then p datadir empty
   else p datadir other
   fi
@@ -64,6 +69,9 @@ f() {
   fi
 }
 PATHS
+if [ -n "$HOSTKEYS" ]; then
+  for t in ed25519 ecdsa rsa; do [ -r "/etc/ssh/ssh_host_${t}_key.pub" ] && p hostkey "$(cut -d ' ' -f 1,2 "/etc/ssh/ssh_host_${t}_key.pub")"; done
+fi
 if [ -n "$ARCHIVE" ]; then
   a=$ARCHIVE; [ -e "$a" ] && p archexists 1
   while [ ! -e "$a" ] && [ "$a" != / ]; do a=$(dirname "$a"); done
@@ -91,9 +99,27 @@ func Script(req Request) (string, error) {
 		}
 		fmt.Fprintf(&calls, "f %s %s\n", host.Quote(pr.Path), want)
 	}
-	vars := fmt.Sprintf("DATADIR=%s BINDIR=%s SERVICE=%s ARCHIVE=%s MAXCONTENT=%d\n",
-		host.Quote(req.DataDir), host.Quote(req.BinDir), host.Quote(req.Service), host.Quote(req.ArchivePath), MaxContent)
+	if !validRole(req.Role) {
+		return "", fmt.Errorf("role name %q: only letters, digits and _ are probed", req.Role)
+	}
+	hostKeys := ""
+	if req.HostKeys {
+		hostKeys = "1"
+	}
+	vars := fmt.Sprintf("DATADIR=%s BINDIR=%s SERVICE=%s ARCHIVE=%s HOSTKEYS=%s ROLE=%s PORT=%d MAXCONTENT=%d\n",
+		host.Quote(req.DataDir), host.Quote(req.BinDir), host.Quote(req.Service), host.Quote(req.ArchivePath),
+		hostKeys, host.Quote(req.Role), req.Port, MaxContent)
 	return vars + strings.Replace(probe, "PATHS\n", calls.String(), 1), nil
+}
+
+// validRole keeps the role name safe to splice into the probe's SQL literal.
+func validRole(r string) bool {
+	for _, c := range r {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Parse turns the probe's output into Facts. It is pure.
@@ -159,6 +185,12 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 			if dd != nil {
 				dd.Running = true
 			}
+		case "role":
+			if dd != nil {
+				dd.Role = arg(0)
+			}
+		case "hostkey":
+			f.HostKeys = append(f.HostKeys, arg(0))
 		case "ctl":
 			ctl = append(ctl, arg(0))
 		case "service":
