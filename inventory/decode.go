@@ -214,7 +214,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		seen[k.Value] = k
 		idx, ok := keys[k.Value]
 		if !ok {
-			d.unknownKey(k, kp, t)
+			if s := d.unknownKey(k, kp, t); s != "" {
+				seen[s] = k // a typo of a required key: one message, not two
+			}
 			continue
 		}
 		f := t.Field(idx)
@@ -236,10 +238,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-func (d *decoder) unknownKey(k *yaml.Node, path string, t reflect.Type) {
+// unknownKey reports k and returns the key it probably meant, if any.
+func (d *decoder) unknownKey(k *yaml.Node, path string, t reflect.Type) string {
 	if k.Value == "password" {
 		d.fail(path, k, "secrets never go in the inventory: put the password in an environment variable and name it with password_env")
-		return
+		return ""
 	}
 	names := make([]string, 0)
 	for _, f := range reflect.VisibleFields(t) {
@@ -248,13 +251,15 @@ func (d *decoder) unknownKey(k *yaml.Node, path string, t reflect.Type) {
 		}
 	}
 	msg := "unknown key"
-	if s := suggest(k.Value, names); s != "" {
+	s := suggest(k.Value, names)
+	if s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	} else {
 		sort.Strings(names)
 		msg += " (expected one of " + strings.Join(names, ", ") + ")"
 	}
 	d.fail(path, k, "%s", msg)
+	return s
 }
 
 // yamlName is a field's key, "" for fields not in the file.
