@@ -242,10 +242,10 @@ func suiteWait(t *testing.T, b backend) {
 		shipped <- time.Now()
 	}()
 	r := b.run(t, "restore", "--wait", "--trigger", trigger, "--archive", b.url, seg2, filepath.Join(dst, "b"))
+	restored := time.Now()
 	r.want(t, 0)
-	lag := time.Since(<-shipped)
-	if lag < 0 {
-		lag = 0
+	if lag := restored.Sub(<-shipped); lag > time.Second {
+		t.Fatalf("segment noticed %v after it was archived; want under a second", lag)
 	}
 	if r.took < 600*time.Millisecond {
 		t.Fatalf("restore returned after %v, before the segment was shipped", r.took)
