@@ -23,6 +23,10 @@ type Fake struct {
 	// Handler answers Run; nil makes every Run fail. It may be set only
 	// before the Fake is shared between goroutines.
 	Handler func(cmd Cmd) (Result, error)
+	// HandlerContext, when set, answers Run instead of Handler and also
+	// gets Run's context (Cmd.Timeout included), for handlers that must
+	// stop when it ends.
+	HandlerContext func(ctx context.Context, cmd Cmd) (Result, error)
 	// Dial answers DialContext; nil makes it fail.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// User owns files written with an empty owner ("root" if empty).
@@ -119,8 +123,11 @@ func (f *Fake) splitOwner(owner string) (string, string) {
 		owner = "root"
 	}
 	u, g, ok := strings.Cut(owner, ":")
-	if !ok {
-		g = u
+	if !ok { // like chown: the group stays the creating user's
+		g, _, _ = strings.Cut(f.User, ":")
+		if g == "" {
+			g = "root"
+		}
 	}
 	return u, g
 }
@@ -132,12 +139,12 @@ func (f *Fake) err(op string, err error) error { return &Error{Host: f.name, Op:
 func (f *Fake) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	f.mu.Lock()
 	f.cmds = append(f.cmds, cmd)
-	h, closed := f.Handler, f.closed
+	h, hc, closed := f.Handler, f.HandlerContext, f.closed
 	f.mu.Unlock()
 	if closed {
 		return Result{}, f.err("run", errors.New("connection closed"))
 	}
-	if h == nil {
+	if h == nil && hc == nil {
 		return Result{}, f.err("run", fmt.Errorf("fake host has no handler for %s", shortCmd(cmd.Command)))
 	}
 	if cmd.Timeout > 0 {
@@ -154,8 +161,13 @@ func (f *Fake) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	}
 	ch := make(chan answer, 1)
 	go func() {
-		res, err := h(cmd)
-		ch <- answer{res, err}
+		var a answer
+		if hc != nil {
+			a.res, a.err = hc(ctx, cmd)
+		} else {
+			a.res, a.err = h(cmd)
+		}
+		ch <- a
 	}()
 	select {
 	case a := <-ch:

@@ -65,7 +65,7 @@ func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, time
 		return Result{}, fmt.Errorf("new session: %w", err)
 	}
 	defer sess.Close()
-	var stdout bytes.Buffer
+	var stdout lockedBuffer
 	stderr := newPidStripper()
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, &stdout, stderr
 	if err := sess.Start(h.wrap(command)); err != nil {
@@ -81,7 +81,12 @@ func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, time
 		h.kill(stderr)
 		sess.Signal(ssh.SIGKILL) // in case the wrapper never reported its group
 		sess.Close()
-		<-waitc
+		// sshd may hold the channel open until the process is gone;
+		// don't wait for that beyond a moment (Wait ends on its own).
+		select {
+		case <-waitc:
+		case <-time.After(time.Second):
+		}
 		res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1}
 		return res, cmdError(command, ctx.Err(), timeout)
 	}
@@ -123,8 +128,9 @@ func (h *sshHost) kill(s *pidStripper) {
 		return
 	}
 	g := "-" + strconv.Itoa(pid)
-	script := "kill -TERM -- " + g + " 2>/dev/null || exit 0; i=0; while [ $i -lt 10 ] && kill -0 -- " + g +
-		" 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -KILL -- " + g + " 2>/dev/null; exit 0"
+	// "-s SIG --": dash's kill rejects "-TERM --".
+	script := "kill -s TERM -- " + g + " 2>/dev/null || exit 0; i=0; while [ $i -lt 10 ] && kill -s 0 -- " + g +
+		" 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- " + g + " 2>/dev/null; exit 0"
 	line := Join("sh", "-c", script)
 	if h.sudo {
 		line = Join("sudo", "-n", "--", "sh", "-c", script)
@@ -140,6 +146,25 @@ func (h *sshHost) kill(s *pidStripper) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that may be read while the session's
+// copy goroutine still writes (after a cancelled Run).
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf.Bytes()...)
 }
 
 // pidStripper is the session's stderr: it takes the wrapper's pid line out
@@ -209,7 +234,8 @@ func (h *sshHost) checkSudo(ctx context.Context) error {
 	}
 	defer sess.Close()
 	var out bytes.Buffer
-	sess.Stdout, sess.Stderr = &out, &out
+	sess.Stdout = io.Discard
+	sess.Stderr = &out // sudo's refusals go to stderr
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
 	err = sess.Run("LC_ALL=C sudo -n true")

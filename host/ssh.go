@@ -147,6 +147,9 @@ func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, a
 	if err != nil {
 		return nil, err
 	}
+	if algos == nil {
+		algos = defaultHostKeyAlgos() // the key a new host gets recorded with is the one ssh would pick
+	}
 	auth, err := authMethods(e, agentAuth)
 	if err != nil {
 		return nil, err
@@ -201,6 +204,16 @@ func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, a
 		return nil, err
 	}
 	return ssh.NewClient(cc2, chans, reqs), nil
+}
+
+// defaultHostKeyAlgos is OpenSSH's preference order (x/crypto's own
+// prefers ECDSA), without certificates, which known_hosts cannot pin here.
+func defaultHostKeyAlgos() []string {
+	return []string{
+		ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
+		ssh.KeyAlgoECDSA256, ssh.KeyAlgoSKECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+		ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
+	}
 }
 
 // agentSigners returns ssh-agent's keys as an auth method when
