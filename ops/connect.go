@@ -1,0 +1,38 @@
+package ops
+
+import (
+	"time"
+
+	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/inventory"
+)
+
+// HostConfig is how to reach h over SSH according to the inventory.
+// (Kept here until cmd/pgwarm/connect.go offers the same to every command.)
+func HostConfig(inv *inventory.Inventory, h inventory.Host, timeout time.Duration) host.Config {
+	s := inv.SSHFor(h)
+	become := ""
+	if s.Become == "sudo" {
+		become = "sudo"
+	}
+	return host.Config{
+		Name:           h.Name,
+		Address:        h.Address,
+		Port:           s.Port,
+		User:           s.User,
+		IdentityFile:   s.IdentityFile,
+		KnownHostsFile: s.KnownHosts,
+		Become:         become,
+		ConnectTimeout: timeout,
+	}
+}
+
+// NewPool returns a pool over every inventory host, dialing each on first
+// use with the given connect timeout.
+func NewPool(inv *inventory.Inventory, timeout time.Duration) (*host.Pool, error) {
+	cfgs := make([]host.Config, 0, len(inv.Hosts))
+	for _, h := range inv.Hosts {
+		cfgs = append(cfgs, HostConfig(inv, h, timeout))
+	}
+	return host.NewPool(cfgs...)
+}
