@@ -56,7 +56,10 @@ base_image() {
     debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$root.log" 2>&1 \
       || { tail -20 "$root.log" >&2; rm -rf "$root"; die "debootstrap $suite failed (log above)"; }
     echo "deb $mirror $suite main" > "$root/etc/apt/sources.list"
-    tar -C "$root" -c . | docker import -q - "$base" >/dev/null
+    # (a failure inside $(base_image) would not stop the script: check it)
+    if ! tar -C "$root" -c . | docker import - "$base" >/dev/null; then
+      rm -rf "$root" "$root.log"; die "docker import of $base failed"
+    fi
     rm -rf "$root" "$root.log"
   fi
   echo "$base"
@@ -65,7 +68,8 @@ base_image() {
 images() {
   need docker "install Docker"
   local from
-  from=$(base_image)
+  from=$(base_image) || exit 1
+  docker image inspect "$from" >/dev/null 2>&1 || die "base image $from missing"
   # Rebuild only when the Dockerfile or its files changed: a label holds their hash.
   local sum
   sum=$(cat "$here/Dockerfile" "$here/entrypoint.sh" "$here/sshd_config" | sha256sum | cut -c1-16)
