@@ -153,7 +153,7 @@ func testQuoting(t *testing.T, h host.Host) {
 	})
 	t.Run("command text is passed verbatim", func(t *testing.T) {
 		// The command itself (not an argument) has every kind of quote.
-		res := mustRun(t, h, host.Cmd{Command: `a='s q'; b="d $a"; printf '%s|%s|%s' "$a" "$b" "$(echo sub)"; echo ' `+"`x`"+`'`})
+		res := mustRun(t, h, host.Cmd{Command: `a='s q'; b="d $a"; printf '%s|%s|%s' "$a" "$b" "$(echo sub)"; echo ' ` + "`x`" + `'`})
 		if want := "s q|d s q|sub `x`\n"; string(res.Stdout) != want {
 			t.Fatalf("got %q, want %q", res.Stdout, want)
 		}
