@@ -1,14 +1,199 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/pgwarm/pgwarm/apply"
+	"github.com/pgwarm/pgwarm/facts"
+	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/plan"
+	"github.com/pgwarm/pgwarm/templates"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 func applyCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "apply",
-		Usage:  "apply a saved plan (refusing a stale one) or plan and apply",
-		Flags:  []cli.Flag{inventoryFlag(), &cli.BoolFlag{Name: "auto-approve", Usage: "do not ask for confirmation"}},
-		Action: notImplemented("apply"),
+		Name:      "apply",
+		Usage:     "apply a saved plan (refusing a stale one) or plan and apply",
+		ArgsUsage: "[PLANFILE]",
+		Description: "Without PLANFILE: plans, shows the plan and asks for `yes` (or --auto-approve;\n" +
+			"without a terminal --auto-approve is required). With PLANFILE (from plan --out):\n" +
+			"applies it when no host and not the inventory changed since, else refuses it.\n" +
+			"Steps run in dependency order (archive host, primary, standbys) and are\n" +
+			"idempotent: after a failure or an interruption, run apply again.\n" +
+			"A lock on the primary (/var/lib/pgwarm/CLUSTER/apply.lock) refuses a second run;\n" +
+			"a lock left by a killed run of this user on this machine is taken over, any\n" +
+			"other is removed only with --force-unlock.",
+		Flags: []cli.Flag{
+			inventoryFlag(),
+			&cli.BoolFlag{Name: "auto-approve", Usage: "do not ask for confirmation"},
+			&cli.BoolFlag{Name: "force-unlock", Usage: "remove an apply lock left by a run that is known to be dead"},
+		},
+		Action: applyAction,
 	}
+}
+
+func applyAction(c *cli.Context) error {
+	if c.NArg() > 1 {
+		return exitStatus{code: 1, msg: "pgwarm apply: at most one PLANFILE"}
+	}
+	planFile := c.Args().First()
+	file := c.String("inventory")
+	inv, err := loadInventory(file)
+	if err != nil {
+		return err
+	}
+	invBytes, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var saved plan.Plan
+	if planFile != "" {
+		if saved, err = plan.Load(planFile); err != nil {
+			return err
+		}
+	}
+	r, err := templates.Render(inv)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	ctx := c.Context
+	conns, closeAll, err := connect(ctx, inv, inv.Hosts)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	reqs, err := plan.Requests(inv, r, nil)
+	if err != nil {
+		return err
+	}
+	f, err := probeAll(ctx, inv, conns, reqs)
+	if err != nil {
+		return err
+	}
+
+	out := c.App.Writer
+	if planFile != "" {
+		if err := plan.CheckFresh(saved, plan.Hash(invBytes), version(), f); err != nil {
+			return fmt.Errorf("%s: refusing the saved plan: %w", planFile, err)
+		}
+		fmt.Fprintf(out, "%s: the saved plan is current; applying it\n", planFile)
+	} else {
+		p, err := plan.Compute(plan.Input{
+			Inventory: inv, InventoryPath: file, InventoryHash: plan.Hash(invBytes),
+			Rendered: r, Facts: f, Helpers: localHelpers(), Version: version(),
+		})
+		if err != nil {
+			return err
+		}
+		if err := plan.Human(out, p, colour(out)); err != nil {
+			return err
+		}
+		if p.Empty() {
+			return nil
+		}
+		if !c.Bool("auto-approve") {
+			if err := confirm(c); err != nil {
+				return err
+			}
+		}
+	}
+
+	pw := os.Getenv(inv.Replication.PasswordEnv)
+	opts := apply.Options{
+		Password:    pw,
+		Helper:      helperFinder(),
+		Holder:      holder(),
+		ForceUnlock: c.Bool("force-unlock"),
+		PidAlive:    pidAlive,
+	}
+	s := apply.NewState(inv, r, conns, f, opts, apply.NewPrinter(out, isTerminal(out)))
+	if err := apply.Execute(ctx, s, apply.Steps()); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Apply complete: %s\n", inv.Summary())
+	return nil
+}
+
+// confirm asks for "yes" on the terminal; without one it refuses, so a
+// script never applies by accident.
+func confirm(c *cli.Context) error {
+	in, ok := c.App.Reader.(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return exitStatus{code: 1, msg: "pgwarm apply: no terminal to confirm on; review the plan and re-run with --auto-approve (or apply a saved plan)"}
+	}
+	fmt.Fprint(c.App.Writer, "\nApply these changes? Only 'yes' is accepted: ")
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return exitStatus{code: 1, msg: "pgwarm apply: cancelled, nothing changed"}
+	}
+	return nil
+}
+
+// probeAll gathers facts on every connected host in parallel.
+func probeAll(ctx context.Context, inv *inventory.Inventory, conns map[string]host.Host, reqs map[string]facts.Request) (map[string]facts.Facts, error) {
+	var mu sync.Mutex
+	out := map[string]facts.Facts{}
+	list := make([]host.Host, 0, len(inv.Hosts))
+	for _, h := range inv.Hosts {
+		list = append(list, conns[h.Name])
+	}
+	err := host.Parallel(ctx, 0, list, func(ctx context.Context, h host.Host) error {
+		fa, err := facts.Gather(ctx, h, reqs[h.Name()])
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		out[h.Name()] = fa
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// helperFinder looks for pgwarm-wal next to this executable (make build
+// puts both in bin/), under the Debian name of the architecture.
+func helperFinder() func(string) (string, error) {
+	dir := "."
+	if exe, err := os.Executable(); err == nil {
+		dir = filepath.Dir(exe)
+	}
+	arch := map[string]string{"386": "i386", "arm": "armhf", "ppc64le": "ppc64el"}[runtime.GOARCH]
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	return apply.HelperNextTo(dir, arch)
+}
+
+// holder is user@host of this run, written into the lock.
+func holder() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	hn, _ := os.Hostname()
+	return name + "@" + hn
+}
+
+// pidAlive: signal 0 tests for the process without touching it.
+func pidAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -1,0 +1,112 @@
+package apply
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/pgwarm/pgwarm/facts"
+	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/templates"
+)
+
+// Seed methods for a standby.
+const (
+	// SeedBasebackup runs pg_basebackup on the standby over a replication
+	// connection to the primary.
+	SeedBasebackup = "basebackup"
+)
+
+// Options are the inputs of a run from outside the inventory.
+type Options struct {
+	// Password is the replication role's password (from the variable
+	// replication.password_env names). It only ever goes into 0600 files
+	// and, hashed, into CREATE/ALTER ROLE.
+	Password string
+	// Helper returns the local path of the pgwarm-wal binary for a host
+	// architecture (amd64, arm64, ...).
+	Helper func(arch string) (string, error)
+	// Holder identifies this run in the lock: user@host.
+	Holder string
+	// ForceUnlock removes a lock left by another run.
+	ForceUnlock bool
+	// PidAlive reports whether a process of this machine is alive; used to
+	// recognise a lock left by a killed run of the same operator.
+	PidAlive func(pid int) bool
+	// LocalHost is this machine's host name (the lock's holder host).
+	LocalHost string
+}
+
+// State is what the steps share during one run.
+type State struct {
+	Inv      *inventory.Inventory
+	Paths    inventory.Paths
+	Rendered templates.Rendered
+	Hosts    map[string]host.Host
+	Facts    map[string]facts.Facts
+	Opts     Options
+	Out      *Printer
+
+	mu       sync.Mutex
+	pubKeys  map[string]string // host -> postgres user's public key line
+	hostKeys map[string]string // host -> "type base64" of its ssh host key
+	changed  map[string]bool   // host -> PostgreSQL configuration written this run
+	switched map[string]string // primary -> last segment proved in the archive
+	lockHeld string            // the lock content we wrote, for release
+}
+
+// NewState prepares a run. hosts must hold a connection for every host in
+// the inventory, facts the probe of every host.
+func NewState(inv *inventory.Inventory, r templates.Rendered, hosts map[string]host.Host, f map[string]facts.Facts, opts Options, out *Printer) *State {
+	return &State{
+		Inv: inv, Paths: inv.Paths(), Rendered: r, Hosts: hosts, Facts: f, Opts: opts, Out: out,
+		pubKeys: map[string]string{}, hostKeys: map[string]string{}, changed: map[string]bool{}, switched: map[string]string{},
+	}
+}
+
+func (s *State) host(name string) host.Host { return s.Hosts[name] }
+
+func (s *State) markChanged(h string) {
+	s.mu.Lock()
+	s.changed[h] = true
+	s.mu.Unlock()
+}
+
+func (s *State) wasChanged(h string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed[h]
+}
+
+// FactsRequest is what apply needs to know about h before it starts.
+func FactsRequest(inv *inventory.Inventory, h inventory.Host) facts.Request {
+	p := inv.Paths()
+	req := facts.Request{}
+	if h.IsPostgres() {
+		req.DataDir, req.BinDir, req.Service = p.DataDir, p.BinDir, p.Service
+	}
+	if h.Name == inv.Archive.Host {
+		req.ArchivePath = inv.Archive.Path
+	}
+	return req
+}
+
+// HelperNextTo finds pgwarm-wal for an architecture next to the running
+// executable (or in dir): pgwarm-wal-linux-ARCH first, then pgwarm-wal when
+// ARCH is the architecture it was built for (buildArch).
+func HelperNextTo(dir, buildArch string) func(arch string) (string, error) {
+	return func(arch string) (string, error) {
+		cands := []string{filepath.Join(dir, "pgwarm-wal-linux-"+arch)}
+		if arch == buildArch {
+			cands = append(cands, filepath.Join(dir, "pgwarm-wal"))
+		}
+		for _, c := range cands {
+			if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+				return c, nil
+			}
+		}
+		return "", fmt.Errorf("no pgwarm-wal binary for linux/%s (looked for %v; build it with GOARCH=%s)", arch, cands, arch)
+	}
+}

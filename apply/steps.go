@@ -1,0 +1,480 @@
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/templates"
+)
+
+// Steps is the workflow, in dependency order: the archive must accept WAL
+// before the primary ships any, and the primary must archive before a
+// standby is seeded from it.
+func Steps() []Step {
+	return []Step{
+		lockStep{},
+		preflightStep{},
+		helperStep{},
+		keysStep{},
+		archiveStep{},
+		primaryFilesStep{},
+		primaryRoleStep{},
+		primaryReloadStep{},
+		archivingProofStep{},
+		standbyPrepareStep{},
+		standbySeedStep{},
+		standbyConfigStep{},
+		standbyVerifyStep{},
+	}
+}
+
+// inDataDir: files PostgreSQL's data directory holds are written only after
+// the standby is seeded (pg_basebackup needs an empty directory).
+func (s *State) inDataDir(f templates.File) bool {
+	return strings.HasPrefix(f.Path, s.Paths.DataDir+"/")
+}
+
+// ---- preflight ----
+
+type preflightStep struct{}
+
+func (preflightStep) Title() string { return "preflight: check the hosts before changing anything" }
+
+func (preflightStep) Run(ctx context.Context, s *State) error {
+	var errs []error
+	prim := s.Inv.Primary()
+	pf := s.Facts[prim.Name]
+	for _, h := range s.Inv.PostgresHosts() {
+		f := s.Facts[h.Name]
+		if !hasMajor(f.Postgres, s.Inv.Postgres.Version.String()) {
+			errs = append(errs, fmt.Errorf("%s: PostgreSQL %s is not installed", h.Name, s.Inv.Postgres.Version))
+		}
+		if f.PGUser == nil {
+			errs = append(errs, fmt.Errorf("%s: no postgres OS user", h.Name))
+		}
+		if h.Role == inventory.RoleStandby && f.Arch != pf.Arch {
+			errs = append(errs, fmt.Errorf("%s: architecture %s differs from the primary's %s (%s); WAL is not portable", h.Name, f.Arch, pf.Arch, prim.Name))
+		}
+	}
+	if pf.DataDir == nil || pf.DataDir.State != "initialised" {
+		st := "unknown"
+		if pf.DataDir != nil {
+			st = string(pf.DataDir.State)
+		}
+		errs = append(errs, fmt.Errorf("%s: the primary has no initialised cluster at %s (%s)", prim.Name, s.Paths.DataDir, st))
+	} else if pf.DataDir.InRecovery {
+		errs = append(errs, fmt.Errorf("%s: the primary is in recovery; is the inventory's primary really the primary?", prim.Name))
+	}
+	if s.Opts.Password == "" {
+		errs = append(errs, fmt.Errorf("the environment variable %s (replication.password_env) is not set", s.Inv.Replication.PasswordEnv))
+	}
+	return errors.Join(errs...)
+}
+
+func hasMajor(list []factsInstall, major string) bool {
+	for _, i := range list {
+		if i.Major == major {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- helper binary ----
+
+type helperStep struct{}
+
+func (helperStep) Title() string { return "install pgwarm-wal on every host (checksum checked)" }
+
+func (helperStep) Run(ctx context.Context, s *State) error {
+	var list []host.Host
+	for _, h := range s.Inv.Hosts {
+		list = append(list, s.host(h.Name))
+	}
+	return host.Parallel(ctx, 0, list, func(ctx context.Context, h host.Host) error {
+		for _, f := range s.filesFor(h.Name(), func(f templates.File) bool { return f.Source == templates.SourceHelper }) {
+			if _, err := ensureHelper(ctx, s, h, f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ensureHelper uploads the pgwarm-wal of the host's architecture when the
+// installed one has another checksum; Upload verifies it on the far side.
+func ensureHelper(ctx context.Context, s *State, h host.Host, f templates.File) (bool, error) {
+	arch := s.Facts[h.Name()].Arch
+	local, err := s.Opts.Helper(arch)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", h.Name(), err)
+	}
+	want, err := fileSHA256(local)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", h.Name(), err)
+	}
+	have, err := h.SHA256(ctx, f.Path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	if have == want {
+		if st, err := h.Stat(ctx, f.Path); err == nil && st.Mode.Perm() == f.Mode.Perm() {
+			return false, nil
+		}
+	}
+	if err := mkdirParent(ctx, h, f.Path); err != nil {
+		return false, err
+	}
+	if err := h.Upload(ctx, local, f.Path, f.Mode.Perm(), f.Owner); err != nil {
+		return false, err
+	}
+	s.Out.Hostf(h.Name(), "installed %s for %s (sha256 %s)", f.Path, arch, want[:12])
+	return true, nil
+}
+
+func fileSHA256(p string) (string, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// ---- keys ----
+
+type keysStep struct{}
+
+func (keysStep) Title() string {
+	return "ssh keys: a key for the postgres user on each PostgreSQL host, the archive host's host key"
+}
+
+func (keysStep) ShouldRun(s *State) bool { return s.Inv.Archive.Transport == inventory.TransportSSH }
+
+func (keysStep) Run(ctx context.Context, s *State) error {
+	for _, ih := range s.Inv.PostgresHosts() {
+		h := s.host(ih.Name)
+		keys := s.filesFor(ih.Name, func(f templates.File) bool { return f.Kind == templates.KindSSHKey })
+		for _, k := range keys {
+			// The directories the key lives in come first.
+			for _, d := range s.filesFor(ih.Name, func(f templates.File) bool { return f.Dir && strings.HasPrefix(k.Path, f.Path+"/") }) {
+				if _, err := ensureDir(ctx, s, h, d); err != nil {
+					return err
+				}
+			}
+			pub, err := ensureKey(ctx, s, h, k)
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.pubKeys[ih.Name] = pub
+			s.mu.Unlock()
+		}
+	}
+	ah := s.Inv.ArchiveHost()
+	key, err := hostKey(ctx, s.host(ah.Name))
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.hostKeys[ah.Name] = key
+	s.mu.Unlock()
+	return nil
+}
+
+// ensureKey generates the key pair once. It is made under a temporary name
+// and renamed, public half first, so an interrupted run never leaves a
+// private key without its public half for long: a rerun derives it.
+func ensureKey(ctx context.Context, s *State, h host.Host, k templates.File) (string, error) {
+	u, g := splitOwner(k.Owner)
+	q := host.Quote(k.Path)
+	comment := host.Quote("postgres@" + h.Name() + " pgwarm " + s.Inv.Cluster)
+	script := fmt.Sprintf(`set -e
+k=%s
+if [ ! -s "$k" ]; then
+  rm -f "$k.tmp" "$k.tmp.pub"
+  ssh-keygen -q -t ed25519 -N '' -C %s -f "$k.tmp"
+  mv "$k.tmp.pub" "$k.pub"; mv "$k.tmp" "$k"; echo generated >&2
+fi
+[ -s "$k.pub" ] || ssh-keygen -y -f "$k" > "$k.pub"
+chown %s "$k" "$k.pub"; chmod 0600 "$k"; chmod 0644 "$k.pub"
+cat "$k.pub"`, q, comment, host.Quote(u+":"+g))
+	res, err := host.CheckRun(ctx, h, host.Cmd{Command: script})
+	if err != nil {
+		return "", err
+	}
+	if strings.Contains(string(res.Stderr), "generated") {
+		s.Out.Hostf(h.Name(), "generated ssh key %s for postgres", k.Path)
+	}
+	pub := strings.TrimSpace(string(res.Stdout))
+	if !strings.HasPrefix(pub, "ssh-") {
+		return "", fmt.Errorf("%s: %s.pub does not hold a public key", h.Name(), k.Path)
+	}
+	return pub, nil
+}
+
+// hostKey reads the host's ssh host key through the connection pgwarm
+// itself verified against known_hosts, so it is as trustworthy as that.
+func hostKey(ctx context.Context, h host.Host) (string, error) {
+	for _, t := range []string{"ed25519", "ecdsa", "rsa"} {
+		b, err := h.ReadFile(ctx, "/etc/ssh/ssh_host_"+t+"_key.pub")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) >= 2 {
+			return f[0] + " " + f[1], nil
+		}
+	}
+	return "", fmt.Errorf("%s: no ssh host key under /etc/ssh", h.Name())
+}
+
+// ---- archive host ----
+
+type archiveStep struct{}
+
+func (archiveStep) Title() string {
+	return "archive host: account, archive directory, marker, authorized_keys or exports"
+}
+
+func (archiveStep) Run(ctx context.Context, s *State) error {
+	ah := s.Inv.ArchiveHost()
+	h := s.host(ah.Name)
+	if !ah.IsPostgres() {
+		if err := ensureAccount(ctx, s, h); err != nil {
+			return err
+		}
+	}
+	// On a PostgreSQL host acting as archive (the seed's layout) only the
+	// archive's own files are written here; the rest in its PostgreSQL step.
+	files := s.filesFor(ah.Name, func(f templates.File) bool {
+		if f.Source == templates.SourceHelper || f.Source == templates.SourceGenerate {
+			return false
+		}
+		if !ah.IsPostgres() {
+			return true
+		}
+		switch f.Kind {
+		case templates.KindArchiveDir, templates.KindMarker, templates.KindAuthorizedKeys, templates.KindExports:
+			return true
+		}
+		return f.Dir && (strings.HasPrefix(s.Inv.Archive.Path, f.Path+"/") || strings.HasPrefix(f.Path, s.Inv.Archive.Home+"/"))
+	})
+	if _, err := ensureAll(ctx, s, h, files); err != nil {
+		return err
+	}
+	if err := removeTwins(ctx, s, h); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if f.Kind == templates.KindExports {
+			return exportfs(ctx, s, h)
+		}
+	}
+	return nil
+}
+
+// ensureAccount makes the archive account exist with archive.home as its
+// home, where sshd looks for its authorized_keys.
+func ensureAccount(ctx context.Context, s *State, h host.Host) error {
+	a := s.Inv.Archive
+	res, err := h.Run(ctx, host.Cmd{Command: "getent passwd " + host.Quote(a.User)})
+	if err != nil {
+		return err
+	}
+	if !res.OK() {
+		s.Out.Hostf(h.Name(), "creating account %s (home %s)", a.User, a.Home)
+		_, err := host.CheckRun(ctx, h, host.Cmd{Command: host.Join("useradd", "--system", "--user-group", "--home-dir", a.Home, "--shell", "/bin/sh", a.User)})
+		return err
+	}
+	fields := strings.Split(strings.TrimSpace(string(res.Stdout)), ":")
+	if len(fields) >= 6 && fields[5] != a.Home {
+		// sshd reads ~/.ssh/authorized_keys from the home in passwd; on a
+		// dedicated archive host the inventory's archive.home is that home.
+		s.Out.Hostf(h.Name(), "setting the home of %s to %s (was %s) so sshd finds its authorized_keys", a.User, a.Home, fields[5])
+		_, err := host.CheckRun(ctx, h, host.Cmd{Command: host.Join("usermod", "--home", a.Home, a.User)})
+		return err
+	}
+	return nil
+}
+
+func exportfs(ctx context.Context, s *State, h host.Host) error {
+	res, err := h.Run(ctx, host.Cmd{Command: "command -v exportfs >/dev/null 2>&1 || exit 3; exportfs -ra"})
+	if err != nil {
+		return err
+	}
+	switch {
+	case res.ExitCode == 3:
+		s.Out.Hostf(h.Name(), "warning: exportfs not found: install an NFS server (nfs-kernel-server) to serve the archive")
+	case !res.OK():
+		return fmt.Errorf("%s: exportfs -ra: %s", h.Name(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
+
+// ---- primary ----
+
+type primaryFilesStep struct{}
+
+func (primaryFilesStep) Title() string {
+	return "primary: managed settings, pg_hba, .pgpass, ssh config and known_hosts for the archive"
+}
+
+func (primaryFilesStep) Run(ctx context.Context, s *State) error {
+	return pgHostFiles(ctx, s, s.Inv.Primary().Name, func(templates.File) bool { return true })
+}
+
+// pgHostFiles writes a PostgreSQL host's files that keep selects, checks
+// an NFS archive is reachable, and records a configuration change.
+func pgHostFiles(ctx context.Context, s *State, name string, keep func(templates.File) bool) error {
+	h := s.host(name)
+	files := s.filesFor(name, func(f templates.File) bool {
+		return f.Source != templates.SourceHelper && f.Source != templates.SourceGenerate && keep(f)
+	})
+	conf, err := ensureAll(ctx, s, h, files)
+	if err != nil {
+		return err
+	}
+	if err := removeTwins(ctx, s, h); err != nil {
+		return err
+	}
+	if conf {
+		s.markChanged(name)
+	}
+	ih, _ := s.Inv.Host(name)
+	if s.Inv.Archive.Transport == inventory.TransportNFS && !s.Inv.ArchiveIsLocal(ih) {
+		return ensureMounted(ctx, s, h)
+	}
+	return nil
+}
+
+// ensureMounted checks the archive is visible at the NFS mount point by its
+// marker (the seed's "mounted" file), mounting the fstab entry if not.
+func ensureMounted(ctx context.Context, s *State, h host.Host) error {
+	a := s.Inv.Archive
+	marker := path.Join(a.MountPoint, a.Marker)
+	script := fmt.Sprintf("test -e %s && exit 0; mount %s 2>&1 || exit 4; test -e %s || exit 5",
+		host.Quote(marker), host.Quote(a.MountPoint), host.Quote(marker))
+	res, err := h.Run(ctx, host.Cmd{Command: script})
+	if err != nil {
+		return err
+	}
+	switch res.ExitCode {
+	case 0:
+		return nil
+	case 4:
+		return fmt.Errorf("%s: the archive is not mounted at %s (no %s) and mounting it failed: %s", h.Name(), a.MountPoint, a.Marker, strings.TrimSpace(string(res.Stdout)))
+	default:
+		return fmt.Errorf("%s: %s is mounted but has no marker %s: is it the archive of cluster %s?", h.Name(), a.MountPoint, a.Marker, s.Inv.Cluster)
+	}
+}
+
+type primaryRoleStep struct{}
+
+func (primaryRoleStep) Title() string { return "primary: replication role (and slots for streaming)" }
+
+func (primaryRoleStep) Run(ctx context.Context, s *State) error {
+	prim := s.Inv.Primary().Name
+	h := s.host(prim)
+	c := NewControl(s.Inv, s.Facts[prim].Systemd)
+	if up, err := running(ctx, h, c); err != nil {
+		return err
+	} else if !up {
+		if err := control(ctx, s, h, c, "start", "the primary is not running"); err != nil {
+			return err
+		}
+	}
+	user := s.Inv.Replication.User
+	stored, err := psql(ctx, s, h, "SELECT coalesce(rolpassword, '') || '|' || rolreplication::text || rolcanlogin::text FROM pg_authid WHERE rolname = "+sqlString(user)+";\n")
+	if err != nil {
+		return err
+	}
+	pw, flags, _ := strings.Cut(stored, "|")
+	if stored != "" && flags == "truetrue" && ScramMatches(pw, s.Opts.Password) {
+		s.Out.Hostf(prim, "role %s is up to date", user)
+	} else {
+		verifier, err := ScramVerifier(s.Opts.Password, nil, 4096)
+		if err != nil {
+			return err
+		}
+		verb := "CREATE"
+		if stored != "" {
+			verb = "ALTER"
+		}
+		// Only the SCRAM verifier crosses the wire, on stdin.
+		sql := fmt.Sprintf("%s ROLE %s WITH REPLICATION LOGIN PASSWORD %s;\n", verb, sqlIdent(user), sqlString(verifier))
+		if _, err := psql(ctx, s, h, sql); err != nil {
+			return err
+		}
+		s.Out.Hostf(prim, "role %s: %sd with replication and the password from %s", user, strings.ToLower(verb), s.Inv.Replication.PasswordEnv)
+	}
+	if s.Inv.Replication.Mode == inventory.ModeStreaming && s.Inv.Replication.Slot {
+		for _, sb := range s.Inv.Standbys() {
+			slot := inventory.SlotName(sb)
+			out, err := psql(ctx, s, h, fmt.Sprintf("SELECT pg_create_physical_replication_slot(%s) IS NOT NULL WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s);\n", sqlString(slot), sqlString(slot)))
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				s.Out.Hostf(prim, "replication slot %s created for %s", slot, sb.Name)
+			}
+		}
+	}
+	return nil
+}
+
+type primaryReloadStep struct{}
+
+func (primaryReloadStep) Title() string {
+	return "primary: reload, or restart when pg_settings.pending_restart says so"
+}
+
+func (primaryReloadStep) Run(ctx context.Context, s *State) error {
+	return reloadOrRestart(ctx, s, s.Inv.Primary().Name)
+}
+
+// reloadOrRestart reloads the configuration (harmless when nothing
+// changed, and it finishes the job of a run killed after writing files)
+// and restarts only for settings that need it.
+func reloadOrRestart(ctx context.Context, s *State, name string) error {
+	h := s.host(name)
+	if _, err := psql(ctx, s, h, "SELECT pg_reload_conf();\n"); err != nil {
+		return err
+	}
+	if s.wasChanged(name) {
+		s.Out.Hostf(name, "configuration reloaded")
+	}
+	// The postmaster re-reads its files asynchronously after SIGHUP; the
+	// pg_settings of a new session show the result.
+	var pending string
+	for i := 0; i < 20; i++ {
+		out, err := psql(ctx, s, h, "SELECT string_agg(name, ', ' ORDER BY name) FROM pg_settings WHERE pending_restart;\n")
+		if err != nil {
+			return err
+		}
+		pending = out
+		if pending != "" {
+			break
+		}
+		if !s.wasChanged(name) {
+			break
+		}
+		if err := sleepCtx(ctx, 100); err != nil {
+			return err
+		}
+	}
+	if pending == "" {
+		return nil
+	}
+	c := NewControl(s.Inv, s.Facts[name].Systemd)
+	return control(ctx, s, h, c, "restart", "pending_restart for "+pending)
+}
