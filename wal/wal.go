@@ -165,11 +165,11 @@ func readTrigger(path string) (mode string, exists bool, err error) {
 	return mode, true, nil
 }
 
-// endRecovery removes the trigger (like pg_standby, so a rebuilt standby
-// does not promote itself at once) and returns the exit-1 error that makes
-// PostgreSQL end recovery.
+// endRecovery returns the exit-1 error that makes PostgreSQL end recovery.
+// The trigger file stays: PostgreSQL may ask for the same segment again
+// while it finishes recovery, and that call must not wait forever. Whoever
+// turns the node back into a standby (pgwarm rebuild) removes it.
 func endRecovery(trigger, format string, args ...any) error {
-	_ = os.Remove(trigger)
 	return archive.Errorf(archive.KindNotFound, format, args...)
 }
 
