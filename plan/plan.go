@@ -84,7 +84,7 @@ type Change struct {
 	AfterUnknown bool   `json:"after_unknown,omitempty"`
 	Sensitive    bool   `json:"sensitive,omitempty"`
 	Binary       bool   `json:"binary,omitempty"`
-	Reason       string `json:"reason,omitempty"` // for display only
+	Reason       string `json:"reason,omitempty"`  // for display only
 	Restart      bool   `json:"restart,omitempty"` // this change needs PostgreSQL restarted
 	Reload       bool   `json:"reload,omitempty"`  // this change needs PostgreSQL reloaded
 }

@@ -58,7 +58,11 @@ func Preflight(in Input) error {
 		}
 		if h.IsPostgres() {
 			if f.Installed(major) == "" {
-				bad(h.Name, "PostgreSQL %s is not installed (%s); install the server package for %s first", major, installedList(f), major)
+				same := ""
+				if h.Role == inventory.RoleStandby && pf.Installed(major) != "" {
+					same = fmt.Sprintf(" (the primary %s runs %s, and a standby must run the same major version)", primary.Name, major)
+				}
+				bad(h.Name, "PostgreSQL %s is not installed (%s); install the server package for %s first%s", major, installedList(f), major, same)
 			}
 			if f.PGUser == nil {
 				bad(h.Name, "there is no postgres OS user")

@@ -16,7 +16,7 @@ type confLine struct {
 }
 
 // parseConf reads postgresql.conf syntax: "name = value" or "name value",
-// values optionally single-quoted with '' or \' escapes, # comments. Lines
+// values optionally single-quoted with ” or \' escapes, # comments. Lines
 // stay in file order: later ones win, as in PostgreSQL.
 func parseConf(text string) []confLine {
 	var out []confLine
