@@ -118,6 +118,10 @@ func parallel(ctx context.Context, limit int, names []string, fn func(ctx contex
 	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
 	for i := range names {
+		if err := ctx.Err(); err != nil { // select below picks at random when both are ready
+			errs[i] = prefixHost(names[i], fmt.Errorf("not started: %w", err))
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
