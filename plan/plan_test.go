@@ -1,0 +1,222 @@
+package plan
+
+import (
+	"bytes"
+	"errors"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgwarm/pgwarm/facts"
+	"github.com/pgwarm/pgwarm/inventory"
+)
+
+func TestUnifiedDiff(t *testing.T) {
+	t.Run("equal", func(t *testing.T) {
+		if d := UnifiedDiff("a\nb\n", "a\nb\n"); d != "" {
+			t.Errorf("diff of equal texts: %q", d)
+		}
+	})
+	t.Run("one line", func(t *testing.T) {
+		a := "1\n2\n3\n4\n5\n6\n7\n8\n9\n"
+		b := "1\n2\n3\n4\nfive\n6\n7\n8\n9\n"
+		want := "--- before\n+++ after\n@@ -2,7 +2,7 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n"
+		if d := UnifiedDiff(a, b); d != want {
+			t.Errorf("got\n%s\nwant\n%s", d, want)
+		}
+	})
+	t.Run("create from empty", func(t *testing.T) {
+		want := "--- before\n+++ after\n@@ -0,0 +1,2 @@\n+x\n+y\n"
+		if d := UnifiedDiff("", "x\ny\n"); d != want {
+			t.Errorf("got\n%s\nwant\n%s", d, want)
+		}
+	})
+	// The strongest check: patch(1) turns before into after with our diff.
+	patch, err := exec.LookPath("patch")
+	if err != nil {
+		t.Skip("patch(1) not installed")
+	}
+	rng := rand.New(rand.NewSource(1))
+	words := []string{"a", "b", "c", "archive_mode = on", "", "# comment"}
+	text := func() string {
+		var b strings.Builder
+		for range rng.Intn(40) {
+			b.WriteString(words[rng.Intn(len(words))] + "\n")
+		}
+		return b.String()
+	}
+	dir := t.TempDir()
+	for i := range 200 {
+		a, b := text(), text()
+		d := UnifiedDiff(a, b)
+		if a == b {
+			continue
+		}
+		f := filepath.Join(dir, "f")
+		os.WriteFile(f, []byte(a), 0o644)
+		cmd := exec.Command(patch, "-s", "-u", f)
+		cmd.Stdin = strings.NewReader(d)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("case %d: patch failed: %v\n%s\ndiff:\n%s", i, err, out, d)
+		}
+		got, _ := os.ReadFile(f)
+		if string(got) != b {
+			t.Fatalf("case %d: patched text differs\nbefore %q\nafter  %q\ngot    %q\ndiff:\n%s", i, a, b, got, d)
+		}
+	}
+}
+
+func TestNeedsRestart(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		v    inventory.Version
+		want bool
+	}{
+		{"archive_mode", 150000, true},
+		{"wal_level", 90600, true},
+		{"archive_command", 150000, false},
+		{"archive_timeout", 110000, false},
+		{"restore_command", 130000, true}, // postmaster in 12 and 13
+		{"restore_command", 140000, false},
+		{"primary_conninfo", 120000, true},
+		{"primary_conninfo", 130000, false},
+		{"archive_cleanup_command", 120000, false},
+		{"hot_standby", 160000, true},
+		{"work_mem", 150000, false},
+	} {
+		if got := needsRestart(c.name, c.v); got != c.want {
+			t.Errorf("needsRestart(%s, %s) = %v, want %v", c.name, c.v, got, c.want)
+		}
+	}
+}
+
+func TestChangedSettings(t *testing.T) {
+	main := "data_directory = '/var/lib/postgresql/15/main'\n#archive_mode = off\nwal_level = replica # default\ninclude_dir = 'conf.d'\n"
+	withInclude := main + "# BEGIN pgwarm settings\ninclude 'pgwarm.conf'\n# END pgwarm settings\n"
+	settings := "archive_mode = 'on'\nwal_level = 'replica'\narchive_command = 'x ''quoted'' %p'\nhot_standby = true\n"
+	before := effective(main, "/etc/pg", "/etc/pg/pgwarm.conf", "")
+	after := effective(withInclude, "/etc/pg", "/etc/pg/pgwarm.conf", settings)
+	if after["archive_command"] != "x 'quoted' %p" {
+		t.Errorf("quoted value read as %q", after["archive_command"])
+	}
+	got := strings.Join(changedSettings(before, after, 150000), ",")
+	// wal_level stays replica and hot_standby=true is the default on: only
+	// the two archive settings change.
+	if got != "archive_command,archive_mode" {
+		t.Errorf("changed = %s, want archive_command,archive_mode", got)
+	}
+	// Without the include line the settings file has no effect.
+	if c := changedSettings(before, effective(main, "/etc/pg", "/etc/pg/pgwarm.conf", settings), 150000); len(c) != 0 {
+		t.Errorf("settings file counted without its include: %v", c)
+	}
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	in := goldenInput(t, filepath.Join("..", "testdata", "plan", "fresh-lab"))
+	p, err := Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var txt bytes.Buffer
+	Human(&txt, p, true)
+	js, _ := p.JSON()
+	for name, out := range map[string][]byte{"human": txt.Bytes(), "json": js} {
+		if bytes.Contains(out, []byte(goldenPassword)) {
+			t.Errorf("%s output contains the replication password", name)
+		}
+		if !bytes.Contains(out, []byte(Masked)) {
+			t.Errorf("%s output does not mask .pgpass", name)
+		}
+	}
+	if !bytes.Contains(txt.Bytes(), []byte("\x1b[32m+")) {
+		t.Error("colour requested but no ANSI codes in the output")
+	}
+}
+
+func TestLimit(t *testing.T) {
+	in := goldenInput(t, filepath.Join("..", "testdata", "plan", "fresh-lab"))
+	in.Limit = []string{"pg2"}
+	p, err := Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Hosts) != 1 || p.Hosts[0].Name != "pg2" {
+		t.Errorf("--limit pg2 planned %v", p.Hosts)
+	}
+	probed, _ := Probed(in.Inventory, in.Limit)
+	var names []string
+	for _, h := range probed {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, ",") != "pg1,pg2,arch" {
+		t.Errorf("probed %v: a standby's plan needs the primary and the archive host", names)
+	}
+	in.Limit = []string{"pg9"}
+	if _, err := Compute(in); err == nil || !strings.Contains(err.Error(), `"pg9"`) {
+		t.Errorf("unknown host in --limit: %v", err)
+	}
+}
+
+func TestCheckFresh(t *testing.T) {
+	in := goldenInput(t, filepath.Join("..", "testdata", "plan", "applied"))
+	p, err := Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "saved.plan")
+	if err := Save(file, p); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFresh(saved, in.InventoryHash, "test", in.Facts); err != nil {
+		t.Fatalf("unchanged hosts: %v", err)
+	}
+	t.Run("file changed", func(t *testing.T) {
+		cur := clone(t, in.Facts)
+		f := cur["pg1"].Files["/etc/postgresql/15/main/pg_hba.conf"]
+		f.SHA256 = strings.Repeat("0", 64)
+		cur["pg1"].Files["/etc/postgresql/15/main/pg_hba.conf"] = f
+		err := CheckFresh(saved, in.InventoryHash, "test", cur)
+		if !errors.Is(err, ErrStale) || !strings.Contains(err.Error(), "pg1: /etc/postgresql/15/main/pg_hba.conf changed") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("standby stopped", func(t *testing.T) {
+		cur := clone(t, in.Facts)
+		cur["pg2"].DataDir.Running = false
+		if err := CheckFresh(saved, in.InventoryHash, "test", cur); err == nil || !strings.Contains(err.Error(), "pg2: data directory") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("inventory and version", func(t *testing.T) {
+		err := CheckFresh(saved, "other", "v2", in.Facts)
+		if err == nil || !strings.Contains(err.Error(), "inventory") || !strings.Contains(err.Error(), "pgwarm test") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+// clone copies facts deeply enough to change a file or the data directory.
+func clone(t *testing.T, in map[string]facts.Facts) map[string]facts.Facts {
+	t.Helper()
+	out := map[string]facts.Facts{}
+	for k, v := range in {
+		files := facts.Files{}
+		for p, f := range v.Files {
+			files[p] = f
+		}
+		v.Files = files
+		if v.DataDir != nil {
+			dd := *v.DataDir
+			v.DataDir = &dd
+		}
+		out[k] = v
+	}
+	return out
+}
