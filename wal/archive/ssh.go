@@ -42,7 +42,7 @@ func newSSH(u *url.URL, opt Options) (*SSH, error) {
 	}
 	argv := strings.Fields(os.Getenv(SSHEnv))
 	if len(argv) == 0 {
-		argv = []string{"ssh"}
+		argv = []string{sshBinary()}
 	}
 	// BatchMode: never prompt; archive_command has no terminal. A hung
 	// connection must not stall archiving forever either.
@@ -56,6 +56,22 @@ func newSSH(u *url.URL, opt Options) (*SSH, error) {
 	}
 	argv = append(argv, dest)
 	return &SSH{argv: argv, root: root, marker: opt.RequireMarker, target: u.Host}, nil
+}
+
+// sshBinary is ssh from PATH, or from the standard directories when PATH is
+// unset: Debian's pg_ctlcluster starts the postmaster with only the
+// variables of the cluster's environment file, so archive_command and
+// restore_command run without any PATH.
+func sshBinary() string {
+	if p, err := exec.LookPath("ssh"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/bin/ssh", "/bin/ssh", "/usr/local/bin/ssh"} {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	return "ssh"
 }
 
 func (s *SSH) Close() error { return nil }
