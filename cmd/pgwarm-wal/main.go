@@ -21,6 +21,10 @@ import (
 )
 
 func main() {
+	// One short-lived process per segment: garbage collection over a heap of
+	// a few 16 MiB buffers only costs time, so collect only near the limit.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(512 << 20)
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -165,9 +164,10 @@ func Encode(content []byte, c Compression, info PageInfo) ([]byte, Header, error
 		// SpeedDefault: WAL of a busy pgbench run compresses ~3x and a
 		// forced idle switch (16 MiB of zeros) to a few hundred bytes; higher
 		// levels cost more CPU than the bytes they save here (see bench/wal).
-		// Concurrency lets the encoder use both cores of a small host.
+		// One goroutine: the archiver runs next to a busy PostgreSQL, and
+		// parallel block encoding measured slower on a loaded 2-core host.
 		zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false))
+			zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return nil, Header{}, err
 		}
