@@ -290,6 +290,12 @@ func TestScriptRejectsUnsafePaths(t *testing.T) {
 			t.Errorf("Script accepted %q", p)
 		}
 	}
+	if _, err := Script(Request{ArchivePath: "srv/archive"}); err == nil {
+		t.Error("Script accepted a relative archive path")
+	}
+	if _, err := Script(Request{Role: "x'; drop role y; --"}); err == nil {
+		t.Error("Script accepted a role name with quotes")
+	}
 }
 
 func TestNormaliseArch(t *testing.T) {

@@ -13,7 +13,9 @@ import (
 // probe is the read-only shell script run on every host. It prints one
 // record per line, "tag<TAB>field<TAB>field...", and "end" last so a
 // truncated output is detected. It uses only POSIX sh plus coreutils
-// (stat, sha256sum, base64, df) and writes nothing anywhere.
+// (stat, sha256sum, base64 -w, df) and writes nothing anywhere. Each
+// external command costs a fork and exec, so builtins are used where they
+// can be (read instead of cat, parameter expansion instead of dirname).
 const probe = `
 LC_ALL=C; export LC_ALL
 p() { printf '%s' "$1"; shift; for a in "$@"; do printf '\t%s' "$a"; done; printf '\n'; }
@@ -21,11 +23,11 @@ p uid "$(id -u)"
 p machine "$(uname -m)"
 command -v dpkg >/dev/null 2>&1 && p dpkgarch "$(dpkg --print-architecture 2>/dev/null)"
 if [ -r /etc/os-release ]; then while IFS= read -r l || [ -n "$l" ]; do p os "$l"; done < /etc/os-release; fi
-p pid1 "$(cat /proc/1/comm 2>/dev/null)"
+c=; [ -r /proc/1/comm ] && read -r c < /proc/1/comm; p pid1 "$c"
 [ -d /run/systemd/system ] && p systemd 1
 pw=$(getent passwd postgres 2>/dev/null) && p pguser "$pw"
 for d in /usr/lib/postgresql/*/bin /usr/pgsql-*/bin; do [ -x "$d/postgres" ] && p pgbin "$d"; done
-if [ -n "$BINDIR" ] && [ -x "$BINDIR/postgres" ]; then p pgbinver "$BINDIR" "$("$BINDIR/postgres" -V 2>/dev/null)"; fi
+case "$BINDIR" in /usr/lib/postgresql/*/bin|/usr/pgsql-*/bin) ;; *) [ -n "$BINDIR" ] && [ -x "$BINDIR/postgres" ] && p pgbinver "$BINDIR" "$("$BINDIR/postgres" -V 2>/dev/null)" ;; esac
 if [ -n "$DATADIR" ]; then
   D=$DATADIR
   if [ ! -e "$D" ]; then p datadir absent
@@ -33,11 +35,11 @@ if [ -n "$DATADIR" ]; then
   elif [ ! -r "$D" ] || [ ! -x "$D" ]; then p datadir unreadable
   elif [ -f "$D/PG_VERSION" ]; then
     p datadir initialised
-    V=$(cat "$D/PG_VERSION"); p pgversion "$V"
+    read -r V < "$D/PG_VERSION"; p pgversion "$V"
     for s in standby.signal recovery.signal recovery.conf; do [ -e "$D/$s" ] && p signal "$s"; done
-    pid=$(head -n 1 "$D/postmaster.pid" 2>/dev/null)
+    pid=; [ -r "$D/postmaster.pid" ] && read -r pid < "$D/postmaster.pid"
     case "$pid" in ''|*[!0-9]*) ;; *)
-      c=$(cat "/proc/$pid/comm" 2>/dev/null)
+      c=; [ -r "/proc/$pid/comm" ] && read -r c < "/proc/$pid/comm"
       case "$c" in postgres*|postmaster*) p running "$pid" ;; esac ;;
     esac
     for c in "$BINDIR/pg_controldata" "/usr/lib/postgresql/$V/bin/pg_controldata" "/usr/pgsql-$V/bin/pg_controldata"; do
@@ -62,8 +64,8 @@ f() {
   elif [ -f "$1" ]; then
     if [ ! -r "$1" ]; then p unreadable "$1"; return; fi
     st=$(stat -L -c '%a|%U|%G|%s' "$1")
-    p file "$1" "$st" "$(sha256sum < "$1" | cut -d ' ' -f 1)"
-    if [ "$2" = 1 ] && [ "${st##*|}" -le "$MAXCONTENT" ]; then p content "$1" "$(base64 < "$1" | tr -d '\n')"; fi
+    h=$(sha256sum < "$1"); p file "$1" "$st" "${h%% *}"
+    if [ "$2" = 1 ] && [ "${st##*|}" -le "$MAXCONTENT" ]; then p content "$1" "$(base64 -w 0 < "$1")"; fi
   elif [ -e "$1" ] || [ -L "$1" ]; then p other "$1"
   else p missing "$1"
   fi
@@ -74,8 +76,8 @@ if [ -n "$HOSTKEYS" ]; then
 fi
 if [ -n "$ARCHIVE" ]; then
   a=$ARCHIVE; [ -e "$a" ] && p archexists 1
-  while [ ! -e "$a" ] && [ "$a" != / ]; do a=$(dirname "$a"); done
-  p df "$a" "$(df -PTk "$a" 2>/dev/null | tail -n 1)"
+  while [ ! -e "$a" ] && [ -n "$a" ]; do a=${a%/*}; done; a=${a:-/}
+  df -PTk "$a" 2>/dev/null | { read -r _; read -r l; p df "$a" "$l"; }
 fi
 p end
 `
@@ -86,6 +88,11 @@ func Script(req Request) (string, error) {
 	for _, s := range []string{req.DataDir, req.BinDir, req.Service, req.ArchivePath} {
 		if strings.ContainsAny(s, "\t\n") {
 			return "", fmt.Errorf("path %q contains a tab or newline", s)
+		}
+	}
+	for _, s := range []string{req.DataDir, req.BinDir, req.ArchivePath} {
+		if s != "" && !strings.HasPrefix(s, "/") {
+			return "", fmt.Errorf("path %q is not absolute", s)
 		}
 	}
 	var calls strings.Builder
