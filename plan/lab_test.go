@@ -54,6 +54,9 @@ func snapshot(t *testing.T, lab labtest.Lab) map[string]string {
 // that it lists changes (the lab is not applied), exits 2 with
 // --detailed-exitcode, and leaves every host byte for byte as it was.
 func TestLabPlanChangesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test; make test-lab runs it")
+	}
 	lab := labtest.Require(t)
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/pgwarm", "./cmd/pgwarm-wal")
