@@ -205,7 +205,12 @@ func seed(ctx context.Context, s *State, h host.Host, f facts.Facts) error {
 	// empty directory behind the marker: a rerun knows the copy is partial.
 	prep := fmt.Sprintf(`set -e
 pidf=%[1]s
-if [ -s "$pidf" ]; then p=$(cat "$pidf"); pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; sleep 1; rm -f "$pidf"; fi
+if [ -s "$pidf" ]; then
+  # The seed ran as its own process group (the host layer's setsid): end all of it.
+  p=$(cat "$pidf"); kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true
+  i=0; while kill -0 -- "-$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
+  rm -f "$pidf"
+fi
 mkdir -p %[2]s
 touch %[3]s
 mkdir -p %[4]s

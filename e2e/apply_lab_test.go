@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLabApplyModes: every mode and both transports, from a fresh lab, by
+// the same test: apply, a row written on pg1 reaches pg2, and the next
+// plan is empty.
+func TestLabApplyModes(t *testing.T) {
+	for _, sc := range []scenario{
+		{mode: "hot", transport: "ssh"},
+		{mode: "warm", transport: "ssh"},
+		{mode: "streaming", transport: "ssh", slot: true},
+		{mode: "hot", transport: "nfs"},
+		{mode: "warm", transport: "nfs"},
+	} {
+		t.Run(sc.name(), func(t *testing.T) {
+			e := newEnv(t, sc)
+			r := e.pgwarm("apply", "-i", e.inv, "--auto-approve")
+			if r.code != 0 {
+				t.Fatalf("apply exited %d:\n%s", r.code, r.out)
+			}
+			for _, want := range []string{"pg1: archiving works", "pg2: in recovery", "Apply complete"} {
+				if !strings.Contains(r.out, want) {
+					t.Errorf("apply output lacks %q:\n%s", want, r.out)
+				}
+			}
+			e.replicates("after-apply-" + sc.name())
+			e.planClean()
+			if sc.slot {
+				if got := e.mustSQL("pg1", "SELECT active FROM pg_replication_slots WHERE slot_name = 'pgwarm_pg2'"); got != "t" {
+					t.Errorf("replication slot pgwarm_pg2 active = %q, want t", got)
+				}
+			}
+			// The secret is on the hosts only in 0600 files.
+			for _, h := range []string{"pg1", "pg2"} {
+				mode := strings.TrimSpace(e.docker("exec", e.lab.Containers[h], "stat", "-c", "%a %U", "/var/lib/postgresql/.pgpass"))
+				if mode != "600 postgres" {
+					t.Errorf("%s: .pgpass is %s, want 600 postgres", h, mode)
+				}
+			}
+		})
+	}
+}
+
+// TestLabApplyInterrupted: a stale saved plan is refused, a second apply
+// during the first is refused naming the holder, and an apply killed with
+// SIGKILL during the base backup converges when run again.
+func TestLabApplyInterrupted(t *testing.T) {
+	e := newEnv(t, scenario{mode: "hot", transport: "ssh"})
+	// Enough data that the base backup takes a while.
+	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], "/usr/lib/postgresql/15/bin/pgbench", "-i", "-q", "-s", "20", "postgres")
+
+	// A saved plan goes stale when a host changes.
+	planFile := filepath.Join(t.TempDir(), "lab.plan")
+	if r := e.pgwarm("plan", "-i", e.inv, "--out", planFile); r.code != 0 {
+		t.Fatalf("plan --out exited %d:\n%s", r.code, r.out)
+	}
+	if b, err := os.ReadFile(planFile); err != nil {
+		t.Fatal(err)
+	} else {
+		e.noSecret(string(b))
+	}
+	e.docker("exec", e.lab.Containers["pg1"], "sh", "-c", "echo '# changed by hand' >> /etc/postgresql/15/main/pg_hba.conf")
+	r := e.pgwarm("apply", "-i", e.inv, planFile)
+	if r.code != 1 || !strings.Contains(r.out, "stale") || !strings.Contains(r.out, planFile) || !strings.Contains(r.out, "pg1: /etc/postgresql/15/main/pg_hba.conf") {
+		t.Fatalf("stale plan: exit %d, want 1 naming the file and pg1's pg_hba.conf:\n%s", r.code, r.out)
+	}
+	if got := e.docker("exec", e.lab.Containers["arch"], "sh", "-c", "test -e /usr/local/bin/pgwarm-wal && echo installed || echo absent"); strings.TrimSpace(got) != "absent" {
+		t.Fatalf("a refused plan changed arch: pgwarm-wal is %s", got)
+	}
+
+	// First apply: watch its output until the seed starts.
+	first := e.command("apply", "-i", e.inv, "--auto-approve")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Stdout, first.Stderr = pw, pw
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	var out bytes.Buffer
+	var mu sync.Mutex
+	seeding := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := sync.Once{}
+		for sc.Scan() {
+			mu.Lock()
+			out.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if strings.HasPrefix(sc.Text(), "pg2: seeding /") {
+				once.Do(func() { close(seeding) })
+			}
+		}
+	}()
+	select {
+	case <-seeding:
+	case <-time.After(5 * time.Minute):
+		first.Process.Kill()
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("the first apply never reached the seed:\n%s", out.String())
+	}
+
+	// A concurrent apply is refused at once, naming the holder.
+	start := time.Now()
+	second := e.pgwarm("apply", "-i", e.inv, "--auto-approve")
+	if second.code != 1 || !strings.Contains(second.out, "another pgwarm apply holds the lock") || !strings.Contains(second.out, "pid ") {
+		t.Fatalf("concurrent apply: exit %d, want 1 naming the lock holder:\n%s", second.code, second.out)
+	}
+	t.Logf("concurrent apply refused in %s", time.Since(start).Round(time.Millisecond))
+
+	// SIGKILL during the base backup; the lock and a partial copy stay behind.
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	mu.Lock()
+	e.noSecret(out.String())
+	mu.Unlock()
+
+	r = e.pgwarm("apply", "-i", e.inv, "--auto-approve")
+	if r.code != 0 {
+		t.Fatalf("re-run after SIGKILL exited %d:\n%s", r.code, r.out)
+	}
+	if !strings.Contains(r.out, "its process is gone") {
+		t.Errorf("re-run did not report taking over the dead run's lock:\n%s", r.out)
+	}
+	e.replicates("after-kill")
+	if got := e.mustSQL("pg2", "SELECT count(*) FROM pgbench_accounts"); got != "2000000" {
+		t.Errorf("pg2: pgbench_accounts has %s rows, want 2000000", got)
+	}
+	e.planClean()
+}
