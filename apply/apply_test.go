@@ -1,0 +1,250 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgwarm/pgwarm/facts"
+	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/templates"
+)
+
+func TestLockRoundTripAndDecision(t *testing.T) {
+	started := time.Date(2026, 11, 28, 4, 0, 0, 0, time.UTC)
+	l := Lock{Holder: "op@laptop", PID: 4242, Started: started, Run: "abc"}
+	got := ParseLock([]byte(l.String()))
+	if got != l {
+		t.Fatalf("round trip: got %+v, want %+v", got, l)
+	}
+	alive := func(pid int) bool { return pid == 4242 }
+	dead := func(int) bool { return false }
+	for _, tc := range []struct {
+		name  string
+		me    string
+		alive func(int) bool
+		force bool
+		want  LockVerdict
+	}{
+		{"same operator, run alive", "op@laptop", alive, false, LockRefuse},
+		{"same operator, run killed", "op@laptop", dead, false, LockTakeOver},
+		{"other machine, never guessed dead", "op@desktop", dead, false, LockRefuse},
+		{"force-unlock", "op@desktop", alive, true, LockTakeOver},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if v := DecideLock(l, tc.me, tc.alive, tc.force); v != tc.want {
+				t.Errorf("DecideLock = %v, want %v", v, tc.want)
+			}
+		})
+	}
+	msg := (&LockError{Host: "pg1", Path: "/var/lib/pgwarm/main/apply.lock", Holder: l, Now: started.Add(90 * time.Second)}).Error()
+	for _, want := range []string{"pg1: ", "op@laptop", "pid 4242", "1m30s ago", "--force-unlock"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("lock message %q lacks %q", msg, want)
+		}
+	}
+}
+
+func TestDesired(t *testing.T) {
+	keys := map[string]string{
+		templates.KeyPlaceholder("pg1"):     "ssh-ed25519 AAAAkey1 postgres@pg1",
+		templates.HostKeyPlaceholder("arch"): "ssh-ed25519 AAAAhost",
+	}
+	t.Run("block merged, rest kept, keys filled", func(t *testing.T) {
+		f := templates.File{Path: "/x/authorized_keys", Block: "main", NeedsKeys: []string{"pg1"},
+			Content: []byte("command=\"serve\" " + templates.KeyPlaceholder("pg1") + "\n")}
+		existing := []byte("ssh-rsa AAAAoperator me@desk\n")
+		got, err := Desired(f, existing, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "ssh-rsa AAAAoperator me@desk\n# BEGIN pgwarm main\ncommand=\"serve\" ssh-ed25519 AAAAkey1 postgres@pg1\n# END pgwarm main\n"
+		if string(got) != want {
+			t.Errorf("got\n%s\nwant\n%s", got, want)
+		}
+		again, err := Desired(f, got, keys)
+		if err != nil || !bytes.Equal(again, got) {
+			t.Errorf("merging twice changed the file (err %v):\n%s", err, again)
+		}
+	})
+	t.Run("host key", func(t *testing.T) {
+		f := templates.File{Path: "/kh", NeedsHostKeys: []string{"arch"}, Content: []byte("10.0.0.3 " + templates.HostKeyPlaceholder("arch") + "\n")}
+		got, err := Desired(f, nil, keys)
+		if err != nil || string(got) != "10.0.0.3 ssh-ed25519 AAAAhost\n" {
+			t.Errorf("got %q, %v", got, err)
+		}
+	})
+	t.Run("missing key is an error, not a placeholder on disk", func(t *testing.T) {
+		f := templates.File{Path: "/ak", NeedsKeys: []string{"pg2"}, Content: []byte(templates.KeyPlaceholder("pg2"))}
+		if _, err := Desired(f, nil, keys); err == nil {
+			t.Error("no error for a key not collected yet")
+		}
+	})
+	t.Run("unset secret", func(t *testing.T) {
+		f := templates.File{Path: "/p", Secret: true, SecretMissing: true, SecretEnv: "PGWARM_REPLICATION_PASSWORD", Content: []byte("{{secret:PGWARM_REPLICATION_PASSWORD}}")}
+		if _, err := Desired(f, nil, keys); err == nil || !strings.Contains(err.Error(), "PGWARM_REPLICATION_PASSWORD") {
+			t.Errorf("err = %v, want one naming the variable", err)
+		}
+	})
+	t.Run("damaged block refused", func(t *testing.T) {
+		f := templates.File{Path: "/h", Block: "replication", Content: []byte("x\n")}
+		if _, err := Desired(f, []byte("# BEGIN pgwarm replication\nno end\n"), keys); err == nil {
+			t.Error("a BEGIN without END was merged")
+		}
+	})
+}
+
+func TestControlCommand(t *testing.T) {
+	base := Control{Version: "15", Service: "postgresql@15-main", BinDir: "/usr/lib/postgresql/15/bin", DataDir: "/var/lib/postgresql/15/main", LogFile: "/var/lib/pgwarm/main/postgresql.log"}
+	for _, tc := range []struct {
+		name    string
+		systemd bool
+		layout  inventory.Layout
+		action  string
+		want    string
+	}{
+		{"systemd wins", true, inventory.LayoutDebian, "restart", "systemctl restart postgresql@15-main"},
+		{"debian without systemd", false, inventory.LayoutDebian, "start", "pg_ctlcluster 15 main start"},
+		{"rhel without systemd", false, inventory.LayoutRHEL, "stop", "runuser -u postgres -- sh -c '/usr/lib/postgresql/15/bin/pg_ctl -D /var/lib/postgresql/15/main -w -t 300 -m fast stop'"},
+		{"custom start logs", false, inventory.LayoutCustom, "start", "-l /var/lib/pgwarm/main/postgresql.log start"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base
+			c.Systemd, c.Layout = tc.systemd, tc.layout
+			if got := c.Command(tc.action); !strings.Contains(got, tc.want) {
+				t.Errorf("Command(%s) = %q, want it to contain %q", tc.action, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestScram(t *testing.T) {
+	// Computed independently (Python hashlib) for RFC 7677's password and salt.
+	const want = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+	salt := []byte{0x5b, 0x6d, 0x99, 0x68, 0x9d, 0x12, 0x35, 0x8e, 0xec, 0xa0, 0x4b, 0x14, 0x12, 0x36, 0xfa, 0x81}
+	got, err := ScramVerifier("pencil", salt, 4096)
+	if err != nil || got != want {
+		t.Fatalf("ScramVerifier = %q, %v; want %q", got, err, want)
+	}
+	if !ScramMatches(want, "pencil") {
+		t.Error("ScramMatches rejects the right password")
+	}
+	if ScramMatches(want, "pencil2") || ScramMatches("md5abc", "pencil") {
+		t.Error("ScramMatches accepts a wrong password or an md5 hash")
+	}
+	random, _ := ScramVerifier("pencil", nil, 4096)
+	if random == want || !ScramMatches(random, "pencil") {
+		t.Error("a random salt must give another verifier for the same password")
+	}
+}
+
+func TestRecoveringSegment(t *testing.T) {
+	ps := "postgres: 15/main: checkpointer\npostgres: 15/main: startup recovering 0000000100000000000000A3\n"
+	if seg, ok := RecoveringSegment(ps); !ok || seg != "0000000100000000000000A3" {
+		t.Errorf("got %q %v", seg, ok)
+	}
+	if _, ok := RecoveringSegment("postgres: 15/main: walwriter\n"); ok {
+		t.Error("found a segment in a primary's process list")
+	}
+}
+
+func TestSeedReason(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		dd         *facts.DataDir
+		incomplete bool
+		seed       bool
+	}{
+		{"empty", &facts.DataDir{State: facts.DataDirEmpty}, false, true},
+		{"absent", &facts.DataDir{State: facts.DataDirAbsent}, false, true},
+		{"copy of the primary", &facts.DataDir{State: facts.DataDirInitialised, Version: "15", SystemID: "42"}, false, false},
+		{"interrupted seed", &facts.DataDir{State: facts.DataDirInitialised, Version: "15", SystemID: "42"}, true, true},
+		{"partial copy without pg_control", &facts.DataDir{State: facts.DataDirInitialised, Version: "15"}, false, true},
+		{"another cluster", &facts.DataDir{State: facts.DataDirInitialised, Version: "15", SystemID: "7"}, false, true},
+		{"another major", &facts.DataDir{State: facts.DataDirInitialised, Version: "13", SystemID: "42"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SeedReason(tc.dd, "15", "42", tc.incomplete) != ""; got != tc.seed {
+				t.Errorf("seed = %v, want %v", got, tc.seed)
+			}
+		})
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	got := ProgressLine("base backup", 50<<20, 100<<20, 10*time.Second)
+	for _, want := range []string{"50.0 MiB", "~100.0 MiB (50%)", "5.0 MiB/s", "ETA 10s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+}
+
+// TestStepsOrder pins the dependency order: archive host, primary, standby.
+func TestStepsOrder(t *testing.T) {
+	var titles []string
+	for _, s := range Steps() {
+		titles = append(titles, s.Title())
+	}
+	idx := func(prefix string) int {
+		for i, ti := range titles {
+			if strings.HasPrefix(ti, prefix) {
+				return i
+			}
+		}
+		t.Fatalf("no step %q in %q", prefix, titles)
+		return -1
+	}
+	order := []string{"lock", "preflight", "install pgwarm-wal", "ssh keys", "archive host", "primary: managed", "primary: replication role",
+		"primary: reload", "primary: prove archiving", "standby: settings", "standby: stop and seed", "standby: recovery", "standby: prove"}
+	for i := 1; i < len(order); i++ {
+		if idx(order[i-1]) >= idx(order[i]) {
+			t.Errorf("step %q must come before %q", order[i-1], order[i])
+		}
+	}
+}
+
+type fakeStep struct {
+	title   string
+	err     error
+	skip    bool
+	ran     *[]string
+	cleaned *[]string
+}
+
+func (f fakeStep) Title() string { return f.title }
+func (f fakeStep) Run(context.Context, *State) error {
+	*f.ran = append(*f.ran, f.title)
+	return f.err
+}
+func (f fakeStep) ShouldRun(*State) bool { return !f.skip }
+func (f fakeStep) CleanUp(context.Context, *State) {
+	*f.cleaned = append(*f.cleaned, f.title)
+}
+
+func TestExecute(t *testing.T) {
+	var ran, cleaned []string
+	boom := errors.New("boom")
+	mk := func(title string, err error, skip bool) Step {
+		return fakeStep{title: title, err: err, skip: skip, ran: &ran, cleaned: &cleaned}
+	}
+	var out bytes.Buffer
+	s := &State{Out: NewPrinter(&out, false)}
+	err := Execute(context.Background(), s, []Step{mk("a", nil, false), mk("skipped", nil, true), mk("b", boom, false), mk("c", nil, false)})
+	var se *StepError
+	if !errors.As(err, &se) || !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want a StepError wrapping boom", err)
+	}
+	if se.Step != "b" || strings.Join(se.Done, ",") != "a" {
+		t.Errorf("step %q done %v, want b and [a]", se.Step, se.Done)
+	}
+	if strings.Join(ran, ",") != "a,b" || strings.Join(cleaned, ",") != "b,a" {
+		t.Errorf("ran %v cleaned %v", ran, cleaned)
+	}
+	if !strings.Contains(err.Error(), "run `pgwarm apply` again") {
+		t.Errorf("message does not say a re-run continues: %v", err)
+	}
+}
