@@ -50,7 +50,7 @@ func TestLockRoundTripAndDecision(t *testing.T) {
 
 func TestDesired(t *testing.T) {
 	keys := map[string]string{
-		templates.KeyPlaceholder("pg1"):     "ssh-ed25519 AAAAkey1 postgres@pg1",
+		templates.KeyPlaceholder("pg1"):      "ssh-ed25519 AAAAkey1 postgres@pg1",
 		templates.HostKeyPlaceholder("arch"): "ssh-ed25519 AAAAhost",
 	}
 	t.Run("block merged, rest kept, keys filled", func(t *testing.T) {

@@ -30,6 +30,13 @@ func (p *Printer) Step(n, total int, title string) {
 	fmt.Fprintf(p.w, "[%d/%d] %s\n", n, total, title)
 }
 
+// StepDone reports how long step n took, so an operator sees where time goes.
+func (p *Printer) StepDone(n, total int, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "[%d/%d] done in %s\n", n, total, d.Round(100*time.Millisecond))
+}
+
 // Hostf prints one line about host.
 func (p *Printer) Hostf(host, format string, args ...any) {
 	p.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Step is one phase of the workflow.
@@ -74,6 +75,7 @@ func Execute(ctx context.Context, s *State, steps []Step) error {
 		if c, ok := st.(cleanUpper); ok {
 			cleanups = append(cleanups, c)
 		}
+		t0 := time.Now()
 		if err := st.Run(ctx, s); err != nil {
 			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 				err = fmt.Errorf("%w (%v)", err, ctx.Err())
@@ -81,6 +83,7 @@ func Execute(ctx context.Context, s *State, steps []Step) error {
 			return &StepError{Step: st.Title(), Done: done, Err: err}
 		}
 		done = append(done, st.Title())
+		s.Out.StepDone(i+1, len(steps), time.Since(t0))
 	}
 	return nil
 }

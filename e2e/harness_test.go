@@ -210,8 +210,14 @@ func (e *env) pgwarm(args ...string) result {
 	return r
 }
 
+// runTimeout bounds one pgwarm run, so a hang fails the test instead of
+// eating the package's whole timeout.
+const runTimeout = 8 * time.Minute
+
 func (e *env) command(args ...string) *exec.Cmd {
-	cmd := exec.Command(filepath.Join(labtest.Root(), "bin", "pgwarm"), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	e.t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, filepath.Join(labtest.Root(), "bin", "pgwarm"), args...)
 	cmd.Env = append(os.Environ(), "PGWARM_REPLICATION_PASSWORD="+e.password, "NO_COLOR=1")
 	cmd.Stdin = nil // no terminal: apply must not ask
 	return cmd

@@ -90,6 +90,29 @@ func TestOpsLab(t *testing.T) {
 			t.Errorf("no pg2 problem line in:\n%s", out)
 		}
 	})
+
+	t.Run("verify healthy", func(t *testing.T) {
+		out, code := p.pgwarm(t, "verify", "--timeout", "30s")
+		if code != 0 || !strings.Contains(out, "pg2: replayed the canary") {
+			t.Fatalf("verify on a healthy pair: exit %d", code)
+		}
+		if n := p.sql(t, "pg1", "SELECT count(*) FROM pgwarm.canary"); n != "0" {
+			t.Errorf("canary not cleaned up: %s rows left", n)
+		}
+	})
+
+	t.Run("verify pg2 stopped", func(t *testing.T) {
+		p.exec(t, "pg2", "pg_ctlcluster "+itoa(p.lab.PGVersion)+" main stop -m fast")
+		defer p.exec(t, "pg2", "pg_ctlcluster "+itoa(p.lab.PGVersion)+" main start")
+		start := time.Now()
+		out, code := p.pgwarm(t, "verify", "--timeout", "5s")
+		if code != 1 || !strings.Contains(out, "pg2: not a running standby (stopped") {
+			t.Fatalf("verify with pg2 stopped: exit %d, want 1 naming pg2", code)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("verify took %s with a 5s timeout", d)
+		}
+	})
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
