@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -139,6 +138,3 @@ func (k hostKeys) record(addr string, key ssh.PublicKey) error {
 	}
 	return nil
 }
-
-// hostKeyName is how errors and logs show an address ("h" or "[h]:p").
-func hostKeyName(addr string) string { return strings.TrimSpace(knownhosts.Normalize(addr)) }

@@ -60,9 +60,9 @@ func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, time
 	case <-ctx.Done():
 		return Result{}, cmdError(command, ctx.Err(), timeout)
 	}
-	sess, err := h.client.NewSession()
+	sess, err := h.newSession(ctx)
 	if err != nil {
-		return Result{}, fmt.Errorf("new session: %w", err)
+		return Result{}, err
 	}
 	defer sess.Close()
 	var stdout lockedBuffer
@@ -106,6 +106,29 @@ func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, time
 		return res, fmt.Errorf("%w: %s", ErrSudo, firstLine(res.Stderr))
 	}
 	return res, nil
+}
+
+// newSession opens a session, retrying while sshd refuses it for a
+// moment: it counts a closed session against MaxSessions until the
+// session's processes are gone, which lags on a loaded host.
+func (h *sshHost) newSession(ctx context.Context) (*ssh.Session, error) {
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		sess, err := h.client.NewSession()
+		var oce *ssh.OpenChannelError
+		if err == nil || !errors.As(err, &oce) || attempt == 8 {
+			if err != nil {
+				return nil, fmt.Errorf("open session: %w", err)
+			}
+			return sess, nil
+		}
+		select {
+		case <-time.After(wait):
+			wait *= 2
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open session: %w (after %v)", err, ctx.Err())
+		}
+	}
 }
 
 func cmdError(command string, err error, timeout time.Duration) error {
