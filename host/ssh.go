@@ -190,7 +190,7 @@ func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, a
 	case keyErr != nil:
 		conn.Close()
 		return nil, keyErr
-	case err != nil && !stopped:
+	case !stopped: // ctx ended and closed conn, perhaps just after a handshake that worked
 		conn.Close()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("ssh handshake with %s timed out after %s", e.tcpAddr(), timeout)
