@@ -305,3 +305,22 @@ func TestNormaliseArch(t *testing.T) {
 		}
 	}
 }
+
+// The archive host after apply: the archive directory exists. The probe once
+// looped forever here because its print helper clobbered a shell variable.
+func TestGatherExistingArchive(t *testing.T) {
+	root, req := tree(t)
+	if err := os.MkdirAll(req.ArchivePath, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f, err := Gather(ctx, &localHost{}, req)
+	if err != nil {
+		t.Fatalf("probe with an existing archive directory: %v", err)
+	}
+	if f.Archive == nil || !f.Archive.Exists {
+		t.Fatalf("archive %s exists but facts say %+v", req.ArchivePath, f.Archive)
+	}
+	_ = root
+}

@@ -18,7 +18,9 @@ import (
 // can be (read instead of cat, parameter expansion instead of dirname).
 const probe = `
 LC_ALL=C; export LC_ALL
-p() { printf '%s' "$1"; shift; for a in "$@"; do printf '\t%s' "$a"; done; printf '\n'; }
+# p prints one tab-separated record. Its loop variable is named so that it
+# cannot clobber the script's own (sh has no local variables).
+p() { printf '%s' "$1"; shift; for p_arg in "$@"; do printf '\t%s' "$p_arg"; done; printf '\n'; }
 p uid "$(id -u)"
 p machine "$(uname -m)"
 command -v dpkg >/dev/null 2>&1 && p dpkgarch "$(dpkg --print-architecture 2>/dev/null)"
