@@ -56,7 +56,9 @@ func TestEvaluate(t *testing.T) {
 			p.Archiver.LastFailed, p.Archiver.LastFailedTime = "000000010000000000000003", ts(-60)
 		}, Healthy, ""},
 		{"archive_mode off", inventory.ModeStreaming, func(p, s, a *HostStatus) { p.Archiver.Mode = "off" }, Degraded, "archive_mode is off"},
-		{"standby stopped", inventory.ModeStreaming, func(p, s, a *HostStatus) { *s = HostStatus{Name: "pg2", InventoryRole: inventory.RoleStandby, State: StateStopped} }, Degraded, "not running"},
+		{"standby stopped", inventory.ModeStreaming, func(p, s, a *HostStatus) {
+			*s = HostStatus{Name: "pg2", InventoryRole: inventory.RoleStandby, State: StateStopped}
+		}, Degraded, "not running"},
 		{"standby not streaming", inventory.ModeStreaming, func(p, s, a *HostStatus) { s.Receiver = "" }, Degraded, "not streaming"},
 		{"standby paused", inventory.ModeStreaming, func(p, s, a *HostStatus) { s.ReplayPaused = true }, Degraded, "paused"},
 		{"lag beyond bytes", inventory.ModeStreaming, func(p, s, a *HostStatus) { p.CurrentLSN = lsn("0/A000000") }, Degraded, "behind what it could"},

@@ -1,8 +1,12 @@
 package main
 
 import (
-	"github.com/urfave/cli/v2"
+	"os"
 	"time"
+
+	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/ops"
+	"github.com/urfave/cli/v2"
 )
 
 func verifyCommand() *cli.Command {
@@ -10,6 +14,20 @@ func verifyCommand() *cli.Command {
 		Name:   "verify",
 		Usage:  "write a canary on the primary and wait until the standby has replayed it",
 		Flags:  []cli.Flag{inventoryFlag(), &cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up after `D`"}},
-		Action: notImplemented("verify"),
+		Action: verifyAction,
 	}
+}
+
+func verifyAction(c *cli.Context) error {
+	inv, err := inventory.Load(c.String("inventory"))
+	if err != nil {
+		return err
+	}
+	pool, err := ops.NewPool(inv, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	p := &ops.Printer{W: c.App.Writer, Color: c.App.Writer == os.Stdout && ops.UseColor(os.Stdout)}
+	return ops.Verify(c.Context, inv, pool, c.Duration("timeout"), p)
 }
