@@ -45,6 +45,7 @@ func Root() string {
 // required, or fails it when PGWARM_LAB_REQUIRED=1.
 func Require(t testing.TB) Lab {
 	t.Helper()
+	skipShort(t)
 	lab, err := Load()
 	if err == nil {
 		err = lab.reachable()
@@ -157,6 +158,7 @@ func (l Lab) reachable() error {
 // lab-down` removes it.
 func Fresh(t testing.TB, name string) Lab {
 	t.Helper()
+	skipShort(t)
 	if _, err := exec.LookPath("docker"); err != nil {
 		if os.Getenv("PGWARM_LAB_REQUIRED") == "1" {
 			t.Fatalf("lab required but docker is missing: %v", err)
@@ -180,4 +182,14 @@ func Fresh(t testing.TB, name string) Lab {
 		t.Fatalf("lab %s: %v", name, err)
 	}
 	return lab
+}
+
+// skipShort keeps lab tests out of the unit run (`go test -short`, seconds,
+// no Docker); `make test-lab` runs them without -short, where they are
+// required.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("lab test: `make test-lab` runs it")
+	}
 }
