@@ -32,7 +32,7 @@ type statusJSON struct {
 
 func (p *opsPair) status(t *testing.T) (statusJSON, int) {
 	t.Helper()
-	out, code := p.pgwarm(t, "status", "--json")
+	out, code := p.pgwarm(t, "status", "--json", "--connect-timeout", "30s")
 	var s statusJSON
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
@@ -72,7 +72,7 @@ func TestOpsLab(t *testing.T) {
 		if arch.Role != "archive" || arch.Archive == nil || arch.Archive.Newest == "" || arch.Archive.Free == 0 {
 			t.Errorf("arch row: %+v (archive %+v)", arch, arch.Archive)
 		}
-		out, code := p.pgwarm(t, "status")
+		out, code := p.pgwarm(t, "status", "--connect-timeout", "30s")
 		if code != 0 || !strings.Contains(out, "pair: ok (primary pg1)") {
 			t.Errorf("status table: exit %d", code)
 		}
@@ -85,7 +85,7 @@ func TestOpsLab(t *testing.T) {
 		if code != 2 || s.Health != "degraded" {
 			t.Fatalf("status with pg2 stopped: exit %d, health %s; want 2, degraded", code, s.Health)
 		}
-		out, _ := p.pgwarm(t, "status")
+		out, _ := p.pgwarm(t, "status", "--connect-timeout", "30s")
 		if !strings.Contains(out, "pg2: degraded: PostgreSQL is not running") {
 			t.Errorf("no pg2 problem line in:\n%s", out)
 		}

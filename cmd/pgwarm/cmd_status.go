@@ -19,7 +19,7 @@ func statusCommand() *cli.Command {
 		Flags: []cli.Flag{inventoryFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			&cli.StringFlag{Name: "max-lag", Value: "64MiB", Usage: "a standby further behind than `SIZE` (bytes, kB/MB/GB, KiB/MiB/GiB) is degraded"},
 			&cli.DurationFlag{Name: "max-lag-time", Value: def.MaxLagTime, Usage: "a standby behind for longer than `D` is degraded"},
-			&cli.DurationFlag{Name: "connect-timeout", Value: 5 * time.Second, Usage: "SSH connect timeout per host"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "SSH connect timeout per host"},
 		},
 		Action: statusAction,
 	}

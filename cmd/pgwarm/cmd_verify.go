@@ -23,7 +23,7 @@ func verifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pool, err := ops.NewPool(inv, 5*time.Second)
+	pool, err := ops.NewPool(inv, 10*time.Second) // the host layer's default; the sudo check is part of it
 	if err != nil {
 		return err
 	}
