@@ -89,6 +89,7 @@ func FactsRequest(inv *inventory.Inventory, h inventory.Host) facts.Request {
 	}
 	if h.Name == inv.Archive.Host {
 		req.ArchivePath = inv.Archive.Path
+		req.ArchiveUser = inv.Archive.User
 	}
 	return req
 }

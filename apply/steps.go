@@ -284,7 +284,9 @@ func (archiveStep) Run(ctx context.Context, s *State) error {
 }
 
 // ensureAccount makes the archive account exist with archive.home as its
-// home, where sshd looks for its authorized_keys.
+// home, where sshd looks for its authorized_keys. An existing account's
+// home is never changed (the postgres user keeps .pgpass and .ssh in its
+// own); plan's preflight refuses an inventory whose archive.home differs.
 func ensureAccount(ctx context.Context, s *State, h host.Host) error {
 	a := s.Inv.Archive
 	res, err := h.Run(ctx, host.Cmd{Command: "getent passwd " + host.Quote(a.User)})
@@ -297,12 +299,8 @@ func ensureAccount(ctx context.Context, s *State, h host.Host) error {
 		return err
 	}
 	fields := strings.Split(strings.TrimSpace(string(res.Stdout)), ":")
-	if len(fields) >= 6 && fields[5] != a.Home {
-		// sshd reads ~/.ssh/authorized_keys from the home in passwd; on a
-		// dedicated archive host the inventory's archive.home is that home.
-		s.Out.Hostf(h.Name(), "setting the home of %s to %s (was %s) so sshd finds its authorized_keys", a.User, a.Home, fields[5])
-		_, err := host.CheckRun(ctx, h, host.Cmd{Command: host.Join("usermod", "--home", a.Home, a.User)})
-		return err
+	if len(fields) >= 6 && path.Clean(fields[5]) != path.Clean(a.Home) {
+		return fmt.Errorf("%s: the archive account %s has the home %s, not archive.home %s; set archive.home to it in %s (pgwarm never changes an account's home)", h.Name(), a.User, fields[5], a.Home, s.Inv.File)
 	}
 	return nil
 }

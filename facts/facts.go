@@ -30,6 +30,9 @@ type Facts struct {
 	Service  *Service    `json:"service"`       // nil: not asked or no systemd
 	Files    Files       `json:"files"`         // every managed path asked for
 	Archive  *Filesystem `json:"archive"`       // nil: not asked (not the archive host)
+	// ArchiveUser is the archive account on the archive host when asked
+	// for: nil not asked, Name "" no such account.
+	ArchiveUser *User `json:"archive_user,omitempty"`
 	// HostKeys are the SSH host public keys ("type base64"), ed25519 first,
 	// when asked for (the known_hosts entries other hosts get).
 	HostKeys []string `json:"host_keys,omitempty"`
@@ -48,8 +51,9 @@ type Install struct {
 	BinDir string `json:"bin_dir"`
 }
 
-// User is the postgres OS account.
+// User is an OS account (the postgres user, the archive user).
 type User struct {
+	Name string `json:"name,omitempty"`
 	UID  int    `json:"uid"`
 	Home string `json:"home"`
 }
@@ -143,6 +147,7 @@ type Request struct {
 	Paths       []PathRequest
 	ArchivePath string // on the archive host: df of its nearest existing parent
 	HostKeys    bool   // read /etc/ssh/ssh_host_*_key.pub
+	ArchiveUser string // on the archive host: getent passwd of this account
 	// Role and Port: when the server runs, ask it (psql as postgres over
 	// the local socket) whether this replication role exists.
 	Role string

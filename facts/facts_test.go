@@ -324,3 +324,33 @@ func TestGatherExistingArchive(t *testing.T) {
 	}
 	_ = root
 }
+
+// TestGatherArchiveUser: the archive account's passwd home is read (the
+// plan refuses an archive.home that differs), and a missing account is
+// told apart from one not asked for.
+func TestGatherArchiveUser(t *testing.T) {
+	f, err := Gather(context.Background(), &localHost{}, Request{ArchiveUser: "root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := f.ArchiveUser; u == nil || u.Name != "root" || u.UID != 0 || u.Home == "" {
+		t.Errorf("root: archive user %+v", u)
+	}
+	f, err = Gather(context.Background(), &localHost{}, Request{ArchiveUser: "no-such-user-pgwarm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := f.ArchiveUser; u == nil || u.Name != "" {
+		t.Errorf("missing account: archive user %+v, want an empty record", u)
+	}
+	f, err = Gather(context.Background(), &localHost{}, Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.ArchiveUser != nil {
+		t.Errorf("not asked: archive user %+v, want nil", f.ArchiveUser)
+	}
+	if _, err := Script(Request{ArchiveUser: "x; rm -rf /"}); err == nil {
+		t.Error("Script accepted an archive user that is not a user name")
+	}
+}

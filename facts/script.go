@@ -28,6 +28,10 @@ if [ -r /etc/os-release ]; then while IFS= read -r l || [ -n "$l" ]; do p os "$l
 c=; [ -r /proc/1/comm ] && read -r c < /proc/1/comm; p pid1 "$c"
 [ -d /run/systemd/system ] && p systemd 1
 pw=$(getent passwd postgres 2>/dev/null) && p pguser "$pw"
+if [ -n "$ARCHUSER" ]; then
+  if [ "$ARCHUSER" = postgres ]; then aw=$pw; else aw=$(getent passwd "$ARCHUSER" 2>/dev/null); fi
+  if [ -n "$aw" ]; then p archuser "$aw"; else p archuser; fi
+fi
 for d in /usr/lib/postgresql/*/bin /usr/pgsql-*/bin; do [ -x "$d/postgres" ] && p pgbin "$d"; done
 case "$BINDIR" in /usr/lib/postgresql/*/bin|/usr/pgsql-*/bin) ;; *) [ -n "$BINDIR" ] && [ -x "$BINDIR/postgres" ] && p pgbinver "$BINDIR" "$("$BINDIR/postgres" -V 2>/dev/null)" ;; esac
 if [ -n "$DATADIR" ]; then
@@ -115,9 +119,12 @@ func Script(req Request) (string, error) {
 	if req.HostKeys {
 		hostKeys = "1"
 	}
-	vars := fmt.Sprintf("DATADIR=%s BINDIR=%s SERVICE=%s ARCHIVE=%s HOSTKEYS=%s ROLE=%s PORT=%d MAXCONTENT=%d\n",
+	if !validUser(req.ArchiveUser) {
+		return "", fmt.Errorf("archive user %q is not a user name", req.ArchiveUser)
+	}
+	vars := fmt.Sprintf("DATADIR=%s BINDIR=%s SERVICE=%s ARCHIVE=%s HOSTKEYS=%s ROLE=%s PORT=%d MAXCONTENT=%d ARCHUSER=%s\n",
 		host.Quote(req.DataDir), host.Quote(req.BinDir), host.Quote(req.Service), host.Quote(req.ArchivePath),
-		hostKeys, host.Quote(req.Role), req.Port, MaxContent)
+		hostKeys, host.Quote(req.Role), req.Port, MaxContent, host.Quote(req.ArchiveUser))
 	return vars + strings.Replace(probe, "PATHS\n", calls.String(), 1), nil
 }
 
@@ -125,6 +132,16 @@ func Script(req Request) (string, error) {
 func validRole(r string) bool {
 	for _, c := range r {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validUser keeps the archive user's name safe for getent.
+func validUser(u string) bool {
+	for i, c := range u {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.')) {
 			return false
 		}
 	}
@@ -173,6 +190,13 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 			if len(p) >= 6 {
 				uid, _ := strconv.Atoi(p[2])
 				f.PGUser = &User{UID: uid, Home: p[5]}
+			}
+		case "archuser":
+			// Asked for: an empty record means the account does not exist.
+			f.ArchiveUser = &User{}
+			if p := strings.Split(arg(0), ":"); len(p) >= 6 {
+				uid, _ := strconv.Atoi(p[2])
+				f.ArchiveUser = &User{Name: p[0], UID: uid, Home: p[5]}
 			}
 		case "pgbin":
 			f.addInstall(majorFromBinDir(arg(0)), arg(0))

@@ -151,6 +151,27 @@ hosts:
   - {name: arch, address: 10.0.0.3, role: archive, ssh: {port: 2222}}
 `
 
+// TestArchiveHomeDefault: archive.home is the account's conventional home,
+// never a directory pgwarm would have to move an existing account to.
+func TestArchiveHomeDefault(t *testing.T) {
+	for _, c := range []struct{ extra, layout, want string }{
+		{"", "debian", "/var/lib/postgresql"},
+		{"", "rhel", "/var/lib/pgsql"},
+		{", user: backup", "debian", "/home/backup"},
+		{", user: backup, home: /srv/backup", "rhel", "/srv/backup"},
+	} {
+		src := strings.Replace(minimal, "layout: debian", "layout: "+c.layout, 1)
+		src = strings.Replace(src, "path: /srv/a}", "path: /srv/a"+c.extra+"}", 1)
+		inv, err := Parse("m.yaml", []byte(src), Options{Home: "/h"})
+		if err != nil {
+			t.Fatalf("%s %q: %v", c.layout, c.extra, err)
+		}
+		if inv.Archive.Home != c.want {
+			t.Errorf("%s %q: archive.home = %q, want %q", c.layout, c.extra, inv.Archive.Home, c.want)
+		}
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	inv, err := Parse("m.yaml", []byte(minimal), Options{Home: "/h"})
 	if err != nil {
@@ -161,7 +182,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("replication defaults %+v", r)
 	}
 	a := inv.Archive
-	if a.Compression != "zstd" || a.Marker != "" || a.User != "postgres" || a.Home != "/var/lib/pgwarm" {
+	if a.Compression != "zstd" || a.Marker != "" || a.User != "postgres" || a.Home != "/var/lib/postgresql" {
 		t.Errorf("archive defaults %+v", a)
 	}
 	if s := inv.SSH; s.User != "root" || s.Port != 22 || s.Become != "none" || s.KnownHosts != "/h/.ssh/known_hosts" {

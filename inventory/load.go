@@ -124,10 +124,12 @@ func (d *decoder) defaults(inv *Inventory, opts Options) {
 		a.User = "postgres"
 	}
 	if a.Home == "" {
-		if h, ok := inv.Host(a.Host); ok && h.IsPostgres() {
+		// The account's conventional home: pgwarm never moves an existing
+		// account's home (the postgres user keeps .pgpass and .ssh there).
+		if a.User == "postgres" {
 			a.Home = inv.Paths().Home
 		} else {
-			a.Home = "/var/lib/pgwarm"
+			a.Home = "/home/" + a.User
 		}
 	}
 	if a.MountPoint == "" {

@@ -97,7 +97,7 @@ type Archive struct {
 	Compression string    `yaml:"compression" enum:"zstd|gzip|none" doc:"compression of archived segments (default zstd)"`
 	Marker      string    `yaml:"marker" doc:"file name in the archive root that proves it is mounted (default mounted for nfs, none for ssh)"`
 	User        string    `yaml:"user" doc:"account on the archive host that owns the archive and runs pgwarm-wal serve (default postgres)"`
-	Home        string    `yaml:"home" doc:"home directory of that account, for authorized_keys (default: the PostgreSQL home on a PostgreSQL host, /var/lib/pgwarm on a dedicated archive host)"`
+	Home        string    `yaml:"home" doc:"home directory of that account, where sshd reads its authorized_keys; must match its home in passwd, pgwarm never changes it (default: the layout's postgres home for postgres, /home/<user> otherwise)"`
 	MountPoint  string    `yaml:"mount_point" doc:"nfs: where PostgreSQL hosts mount the archive (default /var/lib/pgwarm/<cluster>/archive)"`
 }
 

@@ -202,6 +202,7 @@ func Requests(inv *inventory.Inventory, r templates.Rendered, limit []string) (m
 		if h.Name == inv.Archive.Host {
 			req.ArchivePath = inv.Archive.Path
 			req.HostKeys = true
+			req.ArchiveUser = inv.Archive.User
 		}
 		seen := map[string]bool{}
 		add := func(path string, content bool) {

@@ -146,6 +146,10 @@ func archiveChecks(inv *inventory.Inventory, f facts.Facts, bad func(string, str
 		bad(name, "no facts about the archive filesystem")
 		return
 	}
+	if u := f.ArchiveUser; u != nil && u.Name != "" && path.Clean(u.Home) != path.Clean(inv.Archive.Home) {
+		bad(name, "the archive account %s has the home %s but archive.home in %s is %s: sshd reads authorized_keys from the home in passwd and pgwarm never changes an account's home; set archive.home: %s (or archive.user to a dedicated account)",
+			u.Name, u.Home, inv.File, inv.Archive.Home, u.Home)
+	}
 	where := fmt.Sprintf("archive path %s (filesystem %s, %s on %s)", inv.Archive.Path, a.Device, a.Type, a.MountPoint)
 	if a.AvailBytes < MinArchiveFree || a.UsedPct > MaxArchiveUsedPct {
 		bad(name, "%s is full: %d%% used, %.1f GiB free; WAL archiving needs at least 1 GiB and at most %d%% used", where, a.UsedPct, float64(a.AvailBytes)/(1<<30), MaxArchiveUsedPct)
