@@ -152,11 +152,18 @@ func (l Lab) reachable() error {
 }
 
 // Fresh gives a test its own freshly created lab instance (LAB_INSTANCE=name:
-// own network, containers and state), for tests that change hosts. It skips
-// when Docker is absent unless PGWARM_LAB_REQUIRED=1, where it fails.
-// The instance is left running for inspection; `LAB_INSTANCE=name make
-// lab-down` removes it.
+// own network, containers and state) of the suite in $LAB_SUITE (default
+// bookworm), for tests that change hosts. See FreshSuite.
 func Fresh(t testing.TB, name string) Lab {
+	t.Helper()
+	return FreshSuite(t, name, os.Getenv("LAB_SUITE"))
+}
+
+// FreshSuite is Fresh for a given Debian suite (bullseye, bookworm, trixie:
+// PostgreSQL 13, 15, 17; "" = bookworm). It skips when Docker is absent
+// unless PGWARM_LAB_REQUIRED=1, where it fails. The instance is left
+// running for inspection; `LAB_INSTANCE=name make lab-down` removes it.
+func FreshSuite(t testing.TB, name, suite string) Lab {
 	t.Helper()
 	skipShort(t)
 	if _, err := exec.LookPath("docker"); err != nil {
@@ -168,10 +175,13 @@ func Fresh(t testing.TB, name string) Lab {
 	if os.Getenv("PGWARM_LAB_REQUIRED") != "1" && os.Getenv("PGWARM_LAB") == "" {
 		t.Skip("lab tests that create their own lab run under `make test` (or set PGWARM_LAB=1)")
 	}
+	if suite == "" {
+		suite = "bookworm"
+	}
 	cmd := exec.Command("bash", filepath.Join(Root(), "examples", "lab", "lab.sh"), "reset")
-	cmd.Env = append(os.Environ(), "LAB_INSTANCE="+name)
+	cmd.Env = append(os.Environ(), "LAB_INSTANCE="+name, "LAB_SUITE="+suite)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("lab %s: %v\n%s", name, err, out)
+		t.Fatalf("lab %s (%s): %v\n%s", name, suite, err, out)
 	}
 	t.Setenv("PGWARM_LAB_INSTANCE", name)
 	lab, err := Load()
@@ -179,7 +189,7 @@ func Fresh(t testing.TB, name string) Lab {
 		err = lab.reachable()
 	}
 	if err != nil {
-		t.Fatalf("lab %s: %v", name, err)
+		t.Fatalf("lab %s (%s): %v", name, suite, err)
 	}
 	return lab
 }
