@@ -5,7 +5,7 @@ LAB       := examples/lab/lab.sh
 LAB_SUITE ?= bookworm
 export LAB_SUITE
 
-.PHONY: all build test test-unit test-lab lab-up lab-down demo vet bench-wal bench-plan clean
+.PHONY: all build test test-unit test-lab test-e2e test-matrix lab-up lab-down demo vet bench-wal bench-plan bench-ops clean
 
 all: build
 
@@ -25,6 +25,14 @@ test-lab: build lab-up
 
 test: test-unit test-lab
 
+# The end-to-end lab tests alone on one suite: LAB_SUITE=trixie make test-e2e
+test-e2e: build
+	PGWARM_LAB_REQUIRED=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'Lab' ./e2e/
+
+# Every end-to-end test on every suite (PostgreSQL 13, 15, 17): about an hour.
+test-matrix:
+	for s in bullseye bookworm trixie; do LAB_SUITE=$$s $(MAKE) test-e2e || exit 1; done
+
 lab-up:
 	bash $(LAB) up
 
@@ -39,6 +47,9 @@ bench-wal: build
 
 bench-plan: build lab-up
 	bash bench/plan/run.sh
+
+bench-ops: build
+	bash bench/ops/run.sh
 
 clean:
 	rm -rf $(BIN)
