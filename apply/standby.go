@@ -268,47 +268,66 @@ func (standbyConfigStep) Title() string {
 
 func (standbyConfigStep) Run(ctx context.Context, s *State) error {
 	for _, sb := range s.Inv.Standbys() {
-		h := s.host(sb.Name)
-		if err := pgHostFiles(ctx, s, sb.Name, func(templates.File) bool { return true }); err != nil {
-			return err
-		}
-		// Leftovers that would end recovery at once or stop 12+ from starting.
-		if t := s.Inv.Replication.TriggerFile; t != "" && !s.Inv.Postgres.Version.AtLeast(16) {
-			if err := removeFile(ctx, s, h, t, "a leftover trigger file would end recovery at once"); err != nil {
-				return err
-			}
-		}
-		if s.Inv.Postgres.Version.AtLeast(12) {
-			if err := removeFile(ctx, s, h, path.Join(s.Paths.DataDir, "recovery.conf"), "PostgreSQL 12 and later refuse to start with it"); err != nil {
-				return err
-			}
-		}
-		c := NewControl(s.Inv, s.Facts[sb.Name].Systemd)
-		up, err := running(ctx, h, c)
-		if err != nil {
-			return err
-		}
-		if !up {
-			if err := control(ctx, s, h, c, "start", "in recovery from the archive"); err != nil {
-				return err
-			}
-			continue
-		}
-		if s.Inv.Replication.Mode == inventory.ModeWarm {
-			// A warm standby answers no queries, so pending_restart cannot be
-			// read: restart it when its configuration changed.
-			if s.wasChanged(sb.Name) {
-				if err := control(ctx, s, h, c, "restart", "configuration changed"); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if err := reloadOrRestart(ctx, s, sb.Name); err != nil {
+		if err := ConfigureStandby(ctx, s, sb.Name, func(templates.File) bool { return true }); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ConfigureStandby writes the files of standby name that keep selects
+// (recovery settings, signal file, ...), removes leftovers that would end
+// recovery, and starts it or makes it take the configuration. pgwarm
+// rebuild uses it after reseeding a host.
+func ConfigureStandby(ctx context.Context, s *State, name string, keep func(templates.File) bool) error {
+	h := s.host(name)
+	if err := pgHostFiles(ctx, s, name, keep); err != nil {
+		return err
+	}
+	// Leftovers that would end recovery at once or stop 12+ from starting.
+	if t := s.Inv.Replication.TriggerFile; t != "" && !s.Inv.Postgres.Version.AtLeast(16) {
+		if err := removeFile(ctx, s, h, t, "a leftover trigger file would end recovery at once"); err != nil {
+			return err
+		}
+	}
+	if s.Inv.Postgres.Version.AtLeast(12) {
+		if err := removeFile(ctx, s, h, path.Join(s.Paths.DataDir, "recovery.conf"), "PostgreSQL 12 and later refuse to start with it"); err != nil {
+			return err
+		}
+	}
+	c := NewControl(s.Inv, s.Facts[name].Systemd)
+	up, err := running(ctx, h, c)
+	if err != nil {
+		return err
+	}
+	if !up {
+		return control(ctx, s, h, c, "start", "in recovery from the archive")
+	}
+	if s.Inv.Replication.Mode == inventory.ModeWarm {
+		// A warm standby answers no queries, so pending_restart cannot be
+		// read: restart it when its configuration changed.
+		if s.wasChanged(name) {
+			return control(ctx, s, h, c, "restart", "configuration changed")
+		}
+		return nil
+	}
+	return reloadOrRestart(ctx, s, name)
+}
+
+// Reseed replaces standby name's data directory with a fresh base backup
+// of s.Inv.Primary(), whatever it holds now; pgwarm rebuild falls back to
+// it when pg_rewind cannot be used.
+func Reseed(ctx context.Context, s *State, name string) error {
+	ih, ok := s.Inv.Host(name)
+	if !ok {
+		return fmt.Errorf("%s: not in the inventory", name)
+	}
+	h := s.host(name)
+	f, err := facts.Gather(ctx, h, FactsRequest(s.Inv, ih))
+	if err != nil {
+		return err
+	}
+	return seed(ctx, s, h, f)
 }
 
 type standbyVerifyStep struct{}
