@@ -93,7 +93,17 @@ func Verify(ctx context.Context, inv *inventory.Inventory, hosts Hosts, timeout 
 		}
 		return errors.Join(errs...)
 	}
-	ph, err := hosts.Get(ctx, r.Primary)
+	if err := verifyOn(ctx, inv, hosts, r.Primary, standbys, timeout, pr); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// verifyOn writes a canary on primary and waits until each of standbys has
+// replayed it; rebuild uses it for the one host it rebuilt.
+func verifyOn(ctx context.Context, inv *inventory.Inventory, hosts Hosts, primary string, standbys []string, timeout time.Duration, pr *Printer) error {
+	var errs []error
+	ph, err := hosts.Get(ctx, primary)
 	if err != nil {
 		return err
 	}
@@ -147,7 +157,7 @@ func Verify(ctx context.Context, inv *inventory.Inventory, hosts Hosts, timeout 
 				seen += ", row visible"
 			}
 			pr.Hostf(name, "replayed the canary %s after its commit on %s (host clocks; %s wall clock here including SSH round trips; %s)",
-				res.HostDelay.Round(time.Millisecond), r.Primary, res.Delay(start).Round(time.Millisecond), seen)
+				res.HostDelay.Round(time.Millisecond), primary, res.Delay(start).Round(time.Millisecond), seen)
 			return nil
 		})
 	}()
@@ -159,7 +169,7 @@ func Verify(ctx context.Context, inv *inventory.Inventory, hosts Hosts, timeout 
 			c.committed, _ = strconv.ParseFloat(f[2], 64)
 			c.lsn, err = ParseLSN(f[0])
 		} else {
-			err = &host.Error{Host: r.Primary, Err: fmt.Errorf("canary: unexpected psql output %q", res.Stdout)}
+			err = &host.Error{Host: primary, Err: fmt.Errorf("canary: unexpected psql output %q", res.Stdout)}
 		}
 	}
 	if err != nil {
@@ -167,13 +177,13 @@ func Verify(ctx context.Context, inv *inventory.Inventory, hosts Hosts, timeout 
 		<-waiters
 		return fmt.Errorf("writing the canary: %w", err)
 	}
-	pr.Hostf(r.Primary, "canary %s written at LSN %s, WAL switched", token, c.lsn)
+	pr.Hostf(primary, "canary %s written at LSN %s, WAL switched", token, c.lsn)
 	defer func() {
 		// Clean up even when a standby failed; the DELETE replicates too.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if _, err := host.CheckRun(cctx, ph, host.Cmd{Command: Psql(inv, "DELETE FROM pgwarm.canary WHERE id = '"+token+"'")}); err != nil {
-			pr.Hostf(r.Primary, "could not remove canary %s: %v", token, err)
+			pr.Hostf(primary, "could not remove canary %s: %v", token, err)
 		}
 	}()
 	for range standbys {

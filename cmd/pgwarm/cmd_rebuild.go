@@ -1,14 +1,49 @@
 package main
 
 import (
+	"os"
+	"time"
+
+	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/ops"
 	"github.com/urfave/cli/v2"
 )
 
 func rebuildCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "rebuild",
-		Usage:  "reseed HOST as a standby of the current primary",
-		Flags:  []cli.Flag{inventoryFlag(), &cli.StringFlag{Name: "method", Value: "auto", Usage: "auto|rewind|basebackup"}},
-		Action: notImplemented("rebuild"),
+		Name:      "rebuild",
+		Usage:     "reseed HOST as a standby of the current primary",
+		ArgsUsage: "HOST",
+		Description: "Refuses when HOST is the live primary, or accepts writes while no other host is\n" +
+			"primary on a newer timeline. A former primary that came back on an older timeline\n" +
+			"than the current primary's is stopped first. auto tries pg_rewind and falls back\n" +
+			"to a base backup; then the standby settings for the current primary are written,\n" +
+			"its automatic start re-enabled, it is started and proven to replay a canary.",
+		Flags: []cli.Flag{inventoryFlag(),
+			&cli.StringFlag{Name: "method", Value: "auto", Usage: "auto|rewind|basebackup"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "wait at most `D` for the rebuilt standby to replay the canary"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "SSH connect timeout per host"},
+		},
+		Action: rebuildAction,
 	}
+}
+
+func rebuildAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return exitStatus{code: 1, msg: "pgwarm rebuild: exactly one HOST"}
+	}
+	inv, err := inventory.Load(c.String("inventory"))
+	if err != nil {
+		return err
+	}
+	pool, err := ops.NewPool(inv, c.Duration("connect-timeout"))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	p := &ops.Printer{W: c.App.Writer, Color: c.App.Writer == os.Stdout && ops.UseColor(os.Stdout)}
+	return ops.Rebuild(c.Context, inv, pool, ops.RebuildOptions{
+		Target: c.Args().First(), Method: c.String("method"), VerifyTimeout: c.Duration("timeout"),
+		Password: os.Getenv(inv.Replication.PasswordEnv),
+	}, p)
 }

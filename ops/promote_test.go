@@ -1,0 +1,141 @@
+package ops
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgwarm/pgwarm/inventory"
+)
+
+// row builds one observed host: inventory role, observed role, state, timeline.
+func row(name string, inv inventory.Role, role string, st State, tl uint32) HostStatus {
+	return HostStatus{Name: name, InventoryRole: inv, Role: role, State: st, Timeline: tl}
+}
+
+func report(rows ...HostStatus) *Report {
+	return &Report{Hosts: append(rows, row("arch", inventory.RoleArchive, "archive", StateUp, 0))}
+}
+
+func TestPlanPromote(t *testing.T) {
+	P, S := inventory.RolePrimary, inventory.RoleStandby
+	three := report(row("pg1", P, "primary", StateRunning, 1), row("pg2", S, "standby", StateRunning, 1), row("pg3", S, "standby", StateRunning, 1))
+	unreach := row("pg1", P, "", StateUnreachable, 0)
+	unreach.Error = "dial tcp: no route to host"
+	for _, tc := range []struct {
+		name, target string
+		r            *Report
+		want         PromotePlan
+		err          string
+	}{
+		{"only standby, primary running", "", report(row("pg1", P, "primary", StateRunning, 1), row("pg2", S, "standby", StateRunning, 1)),
+			PromotePlan{Target: "pg2", Fence: []string{"pg1"}}, ""},
+		{"primary unreachable", "", report(unreach, row("pg2", S, "standby", StateRunning, 1)),
+			PromotePlan{Target: "pg2", Unfenceable: []string{"pg1"}}, ""},
+		{"primary stopped is still fenced (autostart)", "pg2", report(row("pg1", P, "primary", StateStopped, 0), row("pg2", S, "standby", StateRunning, 1)),
+			PromotePlan{Target: "pg2", Fence: []string{"pg1"}}, ""},
+		{"several standbys need a name", "", three, PromotePlan{}, "several running standbys (pg2, pg3)"},
+		{"named among several; other standby keeps following", "pg3", three, PromotePlan{Target: "pg3", Fence: []string{"pg1"}}, ""},
+		{"target already primary", "pg1", three, PromotePlan{}, "pg1: already accepts writes"},
+		{"target stopped", "pg2", report(row("pg1", P, "primary", StateRunning, 1), row("pg2", S, "standby", StateStopped, 0)), PromotePlan{}, "pg2: PostgreSQL is not running (stopped)"},
+		{"no standby", "", report(row("pg1", P, "primary", StateRunning, 1), row("pg2", S, "standby", StateStopped, 0)), PromotePlan{}, "no running standby"},
+		{"archive host named", "arch", three, PromotePlan{}, "arch: not a PostgreSQL host"},
+		{"unknown host", "pg9", three, PromotePlan{}, "pg9: not a PostgreSQL host"},
+		{"a standby promoted by hand is fenced too", "pg3", report(row("pg1", P, "standby", StateStopped, 0), row("pg2", S, "primary", StateRunning, 2), row("pg3", S, "standby", StateRunning, 1)),
+			PromotePlan{Target: "pg3", Fence: []string{"pg1", "pg2"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := PlanPromote(tc.r, tc.target)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got.Fence, ",") != strings.Join(tc.want.Fence, ",") || got.Target != tc.want.Target ||
+				strings.Join(got.Unfenceable, ",") != strings.Join(tc.want.Unfenceable, ",") {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+const authKeys = `# other entries stay
+ssh-ed25519 AAAAother admin@laptop
+# BEGIN pgwarm main
+# Keys of the PostgreSQL hosts of cluster main, each limited to pgwarm-wal serve:
+command="/usr/local/bin/pgwarm-wal serve --root '/srv/pgwarm/main' --allow push",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA1 postgres@pg1 pgwarm main
+command="/usr/local/bin/pgwarm-wal serve --root '/srv/pgwarm/main' --allow get,cleanup,list,verify",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA2 postgres@pg2 pgwarm main
+command="/usr/local/bin/pgwarm-wal serve --root '/srv/pgwarm/other' --allow push",no-pty ssh-ed25519 AAAA3 postgres@pg2 pgwarm other
+# END pgwarm main
+`
+
+func TestSwapArchiveGrants(t *testing.T) {
+	got, changed, err := SwapArchiveGrants(authKeys, "main", "pg2")
+	if err != nil || !changed {
+		t.Fatalf("changed %v err %v", changed, err)
+	}
+	want := strings.NewReplacer(
+		"--allow push\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA1", "--allow get,cleanup,list,verify\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA1",
+		"--allow get,cleanup,list,verify\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA2", "--allow push\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA2",
+	).Replace(authKeys)
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// Idempotent; the other cluster's line is untouched.
+	again, changed, err := SwapArchiveGrants(got, "main", "pg2")
+	if err != nil || changed || again != got {
+		t.Errorf("second swap: changed %v err %v", changed, err)
+	}
+	if _, _, err := SwapArchiveGrants(authKeys, "main", "pg3"); err == nil {
+		t.Error("no error for a host without a key line")
+	}
+}
+
+const commented = `# Production pair — roles swap at failover.
+cluster: main   # do not rename
+postgres: {version: 15, layout: debian}
+replication:
+  mode: hot
+  user: replicator
+  password_env: PGWARM_REPLICATION_PASSWORD
+archive: {host: arch, transport: ssh, path: /srv/pgwarm/main}
+hosts:
+  # the old primary
+  - {name: pg1, address: 10.0.0.1, role: primary}   # rack A
+  - name: pg2
+    address: 10.0.0.2
+    role: "standby"  # rack B
+  - {name: arch, address: 10.0.0.3, role: archive}
+`
+
+func TestSetRolesKeepsEverythingElse(t *testing.T) {
+	inv, err := inventory.Parse("pgwarm.yaml", []byte(commented), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := RoleChanges(inv, "pg2")
+	if len(ch) != 2 || ch["pg1"] != inventory.RoleStandby || ch["pg2"] != inventory.RolePrimary {
+		t.Fatalf("RoleChanges = %v", ch)
+	}
+	got, err := SetRoles([]byte(commented), ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(strings.Replace(commented, "role: primary}", "role: standby}", 1), `role: "standby"`, `role: "primary"`, 1)
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	back, err := inventory.Parse("pgwarm.yaml", got, inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Primary().Name != "pg2" || len(RoleChanges(back, "pg2")) != 0 {
+		t.Errorf("after the edit the primary is %s", back.Primary().Name)
+	}
+	if _, err := SetRoles([]byte(commented), map[string]inventory.Role{"pg9": inventory.RolePrimary}); err == nil {
+		t.Error("no error for an unknown host")
+	}
+}

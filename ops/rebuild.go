@@ -1,0 +1,393 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgwarm/pgwarm/apply"
+	"github.com/pgwarm/pgwarm/facts"
+	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/templates"
+)
+
+// Rebuild methods.
+const (
+	MethodAuto       = "auto"
+	MethodRewind     = "rewind"
+	MethodBasebackup = "basebackup"
+)
+
+// RebuildDecision is what rebuild found it may do.
+type RebuildDecision struct {
+	Primary string // the host to follow: the running primary on the newest timeline
+	// FenceStale: the target still accepts writes, but on an older timeline
+	// than Primary's, so it is a former primary that came back (after a
+	// crash, when promote could not fence it). Its writes since the
+	// failover are on a dead timeline whatever happens, and rebuilding it
+	// is discarding them, so rebuild stops it at once instead of refusing:
+	// every second it runs more client writes are lost.
+	FenceStale bool
+}
+
+// CheckRebuild decides whether target may be rebuilt and from which
+// primary. It refuses when target is the live primary, or accepts writes
+// and nothing proves another host superseded it. Pure.
+func CheckRebuild(r *Report, target string) (RebuildDecision, error) {
+	row := r.Row(target)
+	switch {
+	case row == nil || !row.IsPostgres():
+		return RebuildDecision{}, fmt.Errorf("%s: not a PostgreSQL host of the inventory", target)
+	case row.State == StateUnreachable:
+		return RebuildDecision{}, fmt.Errorf("%s: unreachable: %s", target, row.Error)
+	case row.State == StateRunning && row.Error != "":
+		return RebuildDecision{}, fmt.Errorf("%s: running but cannot be queried (%s): stop it first", target, row.Error)
+	}
+	var prim *HostStatus
+	for i := range r.Hosts {
+		h := &r.Hosts[i]
+		if h.Name == target || !h.IsPostgres() || h.State != StateRunning || h.Role != string(inventory.RolePrimary) || h.Error != "" {
+			continue
+		}
+		if prim == nil || h.Timeline > prim.Timeline {
+			prim = h
+		}
+	}
+	targetWrites := row.State == StateRunning && row.Role == string(inventory.RolePrimary)
+	switch {
+	case prim == nil && targetWrites:
+		return RebuildDecision{}, fmt.Errorf("%s: is the live primary (no other host accepts writes): promote a standby first (pgwarm promote)", target)
+	case prim == nil:
+		return RebuildDecision{}, fmt.Errorf("%s: no other host accepts writes: there is no primary to rebuild it from (see pgwarm status)", target)
+	case targetWrites && (prim.Timeline == 0 || row.Timeline == 0 || prim.Timeline <= row.Timeline):
+		return RebuildDecision{}, fmt.Errorf("%s: still accepts writes (timeline %d) and is not fenced, and %s (timeline %d) is not on a newer timeline: stop %s or run pgwarm promote first",
+			target, row.Timeline, prim.Name, prim.Timeline, target)
+	}
+	return RebuildDecision{Primary: prim.Name, FenceStale: targetWrites}, nil
+}
+
+// ControlData is what pg_controldata says about a stopped data directory.
+type ControlData struct {
+	Initialised bool
+	SystemID    string
+	State       string // "shut down", "in production", ...
+	WalLogHints bool
+	Checksums   bool
+	Timeline    uint32
+}
+
+// ParseControlData reads pg_controldata's output. Pure.
+func ParseControlData(out string) ControlData {
+	var c ControlData
+	for _, l := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.TrimSpace(k) {
+		case "Database system identifier":
+			c.SystemID, c.Initialised = v, true
+		case "Database cluster state":
+			c.State = v
+		case "wal_log_hints setting":
+			c.WalLogHints = v == "on"
+		case "Data page checksum version":
+			c.Checksums = v != "" && v != "0"
+		case "Latest checkpoint's TimeLineID":
+			n, _ := strconv.ParseUint(v, 10, 32)
+			c.Timeline = uint32(n)
+		}
+	}
+	return c
+}
+
+// CleanlyShutDown reports whether pg_rewind accepts the directory as is.
+func (c ControlData) CleanlyShutDown() bool {
+	return c.State == "shut down" || c.State == "shut down in recovery"
+}
+
+// ChooseMethod decides how to rebuild: pg_rewind needs the same cluster
+// (system identifier), hint bits in the WAL (wal_log_hints or checksums)
+// and, for the replication role as its source, PostgreSQL 11 (function
+// grants); otherwise a base backup. auto picks rewind when it can. Pure.
+func ChooseMethod(requested string, v inventory.Version, t ControlData, primarySysID string) (string, string, error) {
+	var why string
+	switch {
+	case !t.Initialised:
+		why = "the data directory holds no cluster"
+	case t.SystemID != primarySysID:
+		why = fmt.Sprintf("another cluster (system identifier %s, the primary's is %s)", t.SystemID, primarySysID)
+	case !t.WalLogHints && !t.Checksums:
+		why = "neither wal_log_hints nor data checksums were on"
+	case !v.AtLeast(11):
+		why = "PostgreSQL before 11 lets only a superuser be pg_rewind's source"
+	}
+	switch requested {
+	case MethodBasebackup:
+		return MethodBasebackup, "requested", nil
+	case MethodRewind:
+		if why != "" {
+			return "", "", fmt.Errorf("pg_rewind cannot be used: %s (use --method basebackup)", why)
+		}
+		return MethodRewind, "requested", nil
+	case MethodAuto, "":
+		if why != "" {
+			return MethodBasebackup, "pg_rewind cannot be used: " + why, nil
+		}
+		return MethodRewind, "same cluster, hint bits WAL-logged", nil
+	}
+	return "", "", fmt.Errorf("--method %q: want auto, rewind or basebackup", requested)
+}
+
+// RebuildOptions are rebuild's inputs besides the inventory.
+type RebuildOptions struct {
+	Target        string
+	Method        string
+	VerifyTimeout time.Duration
+	Password      string // the replication password, for rendering .pgpass (not written by rebuild)
+}
+
+// Rebuild turns target into a standby of the current primary.
+func Rebuild(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts RebuildOptions, pr *Printer) error {
+	start := time.Now()
+	switch opts.Method {
+	case MethodAuto, MethodRewind, MethodBasebackup:
+	default:
+		return fmt.Errorf("--method %q: want auto, rewind or basebackup", opts.Method)
+	}
+	r := Observe(ctx, inv, hosts)
+	Evaluate(r, inv.Replication.Mode, DefaultThresholds())
+	d, err := CheckRebuild(r, opts.Target)
+	if err != nil {
+		return err
+	}
+	name, prim := opts.Target, d.Primary
+	primRow := r.Row(prim)
+	pr.Hostf(name, "rebuilding as a standby of %s (timeline %d)", prim, primRow.Timeline)
+	ph, err := hosts.Get(ctx, prim)
+	if err != nil {
+		return err
+	}
+	h, err := hosts.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	if d.FenceStale {
+		pr.Hostf(name, "accepts writes on timeline %d while %s is the primary on timeline %d: a former primary that came back; fencing it now (its writes since the failover cannot be kept)",
+			r.Row(name).Timeline, prim, primRow.Timeline)
+	}
+	// One round trip: stop, then read the control file and the primary's identifier.
+	res, err := h.Run(ctx, host.Cmd{Command: stopScript(inv) + "\n" + asPostgres(path.Join(inv.Paths().BinDir, "pg_controldata"), "-D", inv.Paths().DataDir) + " 2>/dev/null || true", Timeout: 5 * time.Minute})
+	if err != nil {
+		return err
+	}
+	if !res.OK() {
+		return &host.Error{Host: name, Err: fmt.Errorf("stopping PostgreSQL failed (exit %d): %s", res.ExitCode, firstLine(res.Stderr))}
+	}
+	if l, ok := lineWith(string(res.Stdout), "stopped "); ok {
+		pr.Hostf(name, "stopped fast (%s)", strings.TrimPrefix(l, "stopped "))
+	}
+	cd := ParseControlData(string(res.Stdout))
+	sysid, err := host.CheckRun(ctx, ph, host.Cmd{Command: Psql(inv, "SELECT system_identifier FROM pg_control_system()"), Timeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	method, why, err := ChooseMethod(opts.Method, inv.Postgres.Version, cd, strings.TrimSpace(string(sysid.Stdout)))
+	if err != nil {
+		return &host.Error{Host: name, Err: err}
+	}
+	pr.Hostf(name, "method %s: %s", method, why)
+
+	// apply's standby code, on the inventory as observed: prim primary, name a standby.
+	sinv := withPrimary(inv, prim)
+	if inv.Primary().Name != prim {
+		pr.Hostf(prim, "is the primary but %s names %s: using %s; inventory change to make: %s primary, %s standby (pgwarm promote --update-inventory does it)",
+			inv.File, inv.Primary().Name, prim, prim, inv.Primary().Name)
+	}
+	st, err := applyState(ctx, sinv, hosts, name, prim, opts.Password, pr.W)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if method == MethodRewind {
+		err = writeSettings(ctx, sinv, st, h)
+		if err == nil {
+			err = rewind(ctx, inv, h, ph, cd, prim, pr)
+		}
+		if err != nil && opts.Method == MethodAuto {
+			pr.Hostf(name, "pg_rewind failed (%v); falling back to a base backup", err)
+			method, err = MethodBasebackup, nil
+			t0 = time.Now()
+		} else if err != nil {
+			return err
+		}
+	}
+	if method == MethodBasebackup {
+		// A first pg_basebackup into a directory just emptied on the lab's
+		// overlayfs has been seen to fail with "File exists"; a second
+		// attempt (apply empties the directory again) succeeds.
+		if err := apply.Reseed(ctx, st, name); err != nil {
+			pr.Hostf(name, "base backup failed (%v); retrying once", err)
+			if err := apply.Reseed(ctx, st, name); err != nil {
+				return err
+			}
+		}
+	}
+	copied := time.Since(t0)
+	// Only files whose content depends on the role: the others (.pgpass,
+	// ssh keys and known_hosts) were written by apply and are the same for
+	// a primary and a standby.
+	keep := func(f templates.File) bool { return !f.Secret && len(f.NeedsKeys) == 0 && len(f.NeedsHostKeys) == 0 }
+	if res, err := h.Run(ctx, host.Cmd{Command: autostartScript(inv, true)}); err != nil {
+		return err
+	} else if l, ok := lineWith(string(res.Stdout), "autostart "); ok {
+		pr.Hostf(name, "automatic start re-enabled (%s)", strings.TrimPrefix(l, "autostart "))
+	}
+	if err := apply.ConfigureStandby(ctx, st, name, keep); err != nil {
+		return err
+	}
+	if err := verifyOn(ctx, inv, hosts, prim, []string{name}, opts.VerifyTimeout, pr); err != nil {
+		return fmt.Errorf("%w (rebuilt with %s, but not proven to replay)", err, method)
+	}
+	pr.Hostf(name, "rebuilt as a standby of %s with %s in %s (%s %s)", prim, method, time.Since(start).Round(100*time.Millisecond),
+		map[string]string{MethodRewind: "pg_rewind", MethodBasebackup: "base backup"}[method], copied.Round(100*time.Millisecond))
+	return nil
+}
+
+func lineWith(out, prefix string) (string, bool) {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// stopScript stops PostgreSQL fast when it runs.
+func stopScript(inv *inventory.Inventory) string {
+	p := inv.Paths()
+	return "if " + asPostgres(path.Join(p.BinDir, "pg_ctl"), "-D", p.DataDir, "status") + " >/dev/null 2>&1; then\n  " +
+		controls(inv, "stop") + " || exit 4\n  echo \"stopped $how\"\nfi"
+}
+
+// withPrimary is a copy of inv where prim is the primary and every other
+// primary a standby.
+func withPrimary(inv *inventory.Inventory, prim string) *inventory.Inventory {
+	c := *inv
+	c.Hosts = append([]inventory.Host(nil), inv.Hosts...)
+	for i, h := range c.Hosts {
+		switch {
+		case h.Name == prim:
+			c.Hosts[i].Role = inventory.RolePrimary
+		case h.Role == inventory.RolePrimary:
+			c.Hosts[i].Role = inventory.RoleStandby
+		}
+	}
+	return &c
+}
+
+// applyState prepares apply's state for the two hosts rebuild touches.
+func applyState(ctx context.Context, inv *inventory.Inventory, hosts Hosts, name, prim, password string, w io.Writer) (*apply.State, error) {
+	rendered, err := templates.RenderWith(inv, templates.Options{LookupEnv: func(k string) (string, bool) {
+		if k == inv.Replication.PasswordEnv && password != "" {
+			return password, true
+		}
+		return os.LookupEnv(k)
+	}})
+	if err != nil {
+		return nil, err
+	}
+	conns := map[string]host.Host{}
+	fs := map[string]facts.Facts{}
+	for _, n := range []string{name, prim} {
+		h, err := hosts.Get(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		ih, _ := inv.Host(n)
+		f, err := facts.Gather(ctx, h, apply.FactsRequest(inv, ih))
+		if err != nil {
+			return nil, err
+		}
+		conns[n], fs[n] = h, f
+	}
+	return apply.NewState(inv, rendered, conns, fs, apply.Options{Password: password}, apply.NewPrinter(w, false)), nil
+}
+
+// writeSettings writes the standby's managed settings file (outside the
+// data directory) before pg_rewind, whose --restore-target-wal reads the
+// restore_command from it.
+func writeSettings(ctx context.Context, inv *inventory.Inventory, st *apply.State, h host.Host) error {
+	file := inv.Paths().SettingsFile
+	for _, f := range st.Rendered.ForHost(h.Name(), st.Facts[h.Name()].Systemd) {
+		if f.Path == file {
+			return h.WriteFile(ctx, f.Path, f.Content, f.Mode.Perm(), f.Owner)
+		}
+	}
+	return fmt.Errorf("%s: no rendered %s", h.Name(), file)
+}
+
+// rewind runs pg_rewind on the target against the primary, as the
+// replication role (password from ~postgres/.pgpass, as for base backups)
+// after granting it the functions pg_rewind reads files with. Those grants
+// let the role read the data directory's files, which it can already copy
+// whole with pg_basebackup; no superuser password leaves the primary.
+// A target that crashed is first recovered in single-user mode: pg_rewind
+// needs a cleanly shut down directory.
+func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd ControlData, prim string, pr *Printer) error {
+	user := `"` + strings.ReplaceAll(inv.Replication.User, `"`, `""`) + `"`
+	grants := []string{
+		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO " + user,
+		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO " + user,
+		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO " + user,
+		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO " + user,
+	}
+	if _, err := host.CheckRun(ctx, ph, host.Cmd{Command: psqlMulti(inv, grants...), Timeout: 30 * time.Second}); err != nil {
+		return fmt.Errorf("granting pg_rewind's functions to %s: %w", inv.Replication.User, err)
+	}
+	p := inv.Paths()
+	name := h.Name()
+	if !cd.CleanlyShutDown() {
+		pr.Hostf(name, "data directory state %q: finishing crash recovery in single-user mode first (pg_rewind needs a clean shutdown)", cd.State)
+		single := asPostgres(path.Join(p.BinDir, "postgres"), "--single", "-D", p.DataDir, "-c", "config_file="+p.MainConfig, "-c", "archive_mode=off", "postgres") + " </dev/null >/dev/null"
+		if _, err := host.CheckRun(ctx, h, host.Cmd{Command: single, Timeout: 10 * time.Minute}); err != nil {
+			return fmt.Errorf("single-user crash recovery: %w", err)
+		}
+	}
+	ph2, _ := inv.Host(prim)
+	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10", ph2.Address, inv.Postgres.Port, inv.Replication.User)
+	pr.Hostf(name, "pg_rewind from %s (%s)", prim, ph2.Address)
+	args := []string{path.Join(p.BinDir, "pg_rewind"), "-D", p.DataDir, "--source-server", src}
+	// The WAL back to the last common checkpoint is often recycled on the
+	// target by then; from 13 pg_rewind fetches it with the target's
+	// restore_command, which it reads from postgresql.conf (outside the
+	// data directory on Debian: --config-file, from 15).
+	if inv.Postgres.Version.AtLeast(15) || (inv.Postgres.Version.AtLeast(13) && p.ConfigDir == p.DataDir) {
+		args = append(args, "--restore-target-wal")
+		if inv.Postgres.Version.AtLeast(15) {
+			args = append(args, "--config-file", p.MainConfig)
+		}
+	}
+	res, err := h.Run(ctx, host.Cmd{Command: asPostgres(args...), Timeout: time.Hour})
+	if err != nil {
+		return err
+	}
+	if !res.OK() {
+		msg := strings.TrimSpace(string(res.Stderr))
+		if i := strings.LastIndex(msg, "\n"); i >= 0 {
+			msg = msg[i+1:]
+		}
+		return fmt.Errorf("pg_rewind exited %d: %s", res.ExitCode, msg)
+	}
+	if l := lastLine(string(res.Stderr) + string(res.Stdout)); l != "" {
+		pr.Hostf(name, "pg_rewind: %s", l)
+	}
+	return nil
+}

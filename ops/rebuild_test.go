@@ -1,0 +1,112 @@
+package ops
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgwarm/pgwarm/inventory"
+)
+
+func TestCheckRebuild(t *testing.T) {
+	P, S := inventory.RolePrimary, inventory.RoleStandby
+	for _, tc := range []struct {
+		name string
+		r    *Report
+		want RebuildDecision
+		err  string
+	}{
+		{"old primary stopped after failover", report(row("pg1", P, "primary", StateStopped, 0), row("pg2", S, "primary", StateRunning, 2)),
+			RebuildDecision{Primary: "pg2"}, ""},
+		{"old primary came back on an older timeline: fenced by rebuild", report(row("pg1", P, "primary", StateRunning, 1), row("pg2", S, "primary", StateRunning, 2)),
+			RebuildDecision{Primary: "pg2", FenceStale: true}, ""},
+		{"live primary", report(row("pg1", P, "primary", StateRunning, 1), row("pg2", S, "standby", StateRunning, 1)),
+			RebuildDecision{}, "pg1: is the live primary"},
+		{"two primaries on the same timeline: ambiguous", report(row("pg1", P, "primary", StateRunning, 2), row("pg2", S, "primary", StateRunning, 2)),
+			RebuildDecision{}, "pg1: still accepts writes (timeline 2) and is not fenced"},
+		{"target on the newer timeline", report(row("pg1", P, "primary", StateRunning, 3), row("pg2", S, "primary", StateRunning, 2)),
+			RebuildDecision{}, "pg1: still accepts writes"},
+		{"no primary anywhere", report(row("pg1", P, "primary", StateStopped, 0), row("pg2", S, "standby", StateRunning, 1)),
+			RebuildDecision{}, "pg1: no other host accepts writes"},
+		{"standby resync", report(row("pg1", P, "primary", StateRunning, 1), row("pg2", S, "standby", StateRunning, 1)),
+			RebuildDecision{Primary: "pg1"}, ""},
+		{"unreachable target", report(row("pg1", P, "", StateUnreachable, 0), row("pg2", S, "primary", StateRunning, 2)),
+			RebuildDecision{}, "pg1: unreachable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := "pg1"
+			if tc.name == "standby resync" {
+				target = "pg2"
+			}
+			got, err := CheckRebuild(tc.r, target)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+const controlData = `pg_control version number:            1300
+Database system identifier:           7312345678901234567
+Database cluster state:               shut down
+Latest checkpoint's TimeLineID:       2
+wal_log_hints setting:                on
+Data page checksum version:           0
+`
+
+func TestParseControlData(t *testing.T) {
+	c := ParseControlData(controlData)
+	if !c.Initialised || c.SystemID != "7312345678901234567" || !c.CleanlyShutDown() || !c.WalLogHints || c.Checksums || c.Timeline != 2 {
+		t.Errorf("%+v", c)
+	}
+	if ParseControlData("").Initialised {
+		t.Error("empty output is an initialised cluster")
+	}
+	crashed := ParseControlData(strings.Replace(controlData, "shut down", "in production", 1))
+	if crashed.CleanlyShutDown() {
+		t.Error("in production counted as a clean shutdown")
+	}
+}
+
+func TestChooseMethod(t *testing.T) {
+	ok := ParseControlData(controlData)
+	noHints := ok
+	noHints.WalLogHints = false
+	checksums := noHints
+	checksums.Checksums = true
+	for _, tc := range []struct {
+		name, req string
+		v         inventory.Version
+		c         ControlData
+		sysid     string
+		want, err string
+	}{
+		{"auto rewinds", "auto", 150000, ok, ok.SystemID, MethodRewind, ""},
+		{"auto, other cluster", "auto", 150000, ok, "1", MethodBasebackup, ""},
+		{"auto, empty directory", "auto", 150000, ControlData{}, "1", MethodBasebackup, ""},
+		{"auto, no hint bits", "auto", 150000, noHints, ok.SystemID, MethodBasebackup, ""},
+		{"checksums stand in for wal_log_hints", "auto", 150000, checksums, ok.SystemID, MethodRewind, ""},
+		{"auto on 10", "auto", 100000, ok, ok.SystemID, MethodBasebackup, ""},
+		{"rewind impossible", "rewind", 150000, noHints, ok.SystemID, "", "neither wal_log_hints nor data checksums"},
+		{"basebackup always", "basebackup", 150000, ok, ok.SystemID, MethodBasebackup, ""},
+		{"bad method", "copy", 150000, ok, ok.SystemID, "", `--method "copy"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, why, err := ChooseMethod(tc.req, tc.v, tc.c, tc.sysid)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want || why == "" {
+				t.Errorf("got %q (%q), %v; want %q", got, why, err, tc.want)
+			}
+		})
+	}
+}
