@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgwarm/pgwarm/facts"
+	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/templates"
 )
@@ -246,5 +247,63 @@ func TestExecute(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "run `pgwarm apply` again") {
 		t.Errorf("message does not say a re-run continues: %v", err)
+	}
+}
+
+// TestEnsureAccountNeverMovesAHome: an existing archive account whose home
+// differs from archive.home is refused, never usermod-ed (the postgres
+// user keeps .pgpass and .ssh in its own home); a missing one is created
+// with archive.home.
+func TestEnsureAccountNeverMovesAHome(t *testing.T) {
+	inv, err := inventory.Parse("inv.yaml", []byte(`cluster: main
+postgres: {version: 15, layout: debian}
+replication: {mode: warm}
+archive: {host: arch, transport: ssh, path: /srv/a}
+hosts:
+  - {name: pg1, address: 10.0.0.1, role: primary}
+  - {name: pg2, address: 10.0.0.2, role: standby}
+  - {name: arch, address: 10.0.0.3, role: archive}
+`), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		passwd  string // "" = no such account
+		wantErr bool
+		wantCmd string
+	}{
+		{"postgres:x:100:102::/var/lib/postgresql:/bin/bash\n", false, ""},
+		{"postgres:x:100:102::/var/lib/pgwarm:/bin/bash\n", true, ""},
+		{"", false, "useradd --system --user-group --home-dir /var/lib/postgresql"},
+	} {
+		h := host.NewFake("arch")
+		h.Handler = func(cmd host.Cmd) (host.Result, error) {
+			if strings.HasPrefix(cmd.Command, "getent passwd") {
+				if c.passwd == "" {
+					return host.Result{ExitCode: 2}, nil
+				}
+				return host.Result{Stdout: []byte(c.passwd)}, nil
+			}
+			return host.Result{}, nil
+		}
+		var out bytes.Buffer
+		s := &State{Inv: inv, Out: NewPrinter(&out, false)}
+		err := ensureAccount(context.Background(), s, h)
+		if (err != nil) != c.wantErr {
+			t.Errorf("%q: err = %v, want error %v", c.passwd, err, c.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "arch: ") {
+			t.Errorf("%q: error does not name the host: %v", c.passwd, err)
+		}
+		var cmds []string
+		for _, cmd := range h.Commands() {
+			cmds = append(cmds, cmd.Command)
+			if strings.Contains(cmd.Command, "usermod") {
+				t.Errorf("%q: ran %q", c.passwd, cmd.Command)
+			}
+		}
+		if c.wantCmd != "" && !strings.Contains(strings.Join(cmds, "\n"), c.wantCmd) {
+			t.Errorf("%q: commands %q lack %q", c.passwd, cmds, c.wantCmd)
+		}
 	}
 }
