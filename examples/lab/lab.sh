@@ -25,12 +25,13 @@ instance=${LAB_INSTANCE:-}
 sfx=${instance:+-$instance}
 state=$here/.state$sfx
 net=pgwarm-lab$sfx
-if [ -z "$instance" ]; then octet=231; else octet=$(( 232 + $(printf %s "$instance" | cksum | cut -d' ' -f1) % 20 )); fi
+# Each instance gets its own /24 in 172.31.231-254; the first free one from
+# a start derived from the name (network() tries the next on a clash).
+if [ -z "$instance" ]; then octet=231; else octet=$(( 232 + $(printf %s "$instance" | cksum | cut -d' ' -f1) % 22 )); fi
 subnet=${LAB_SUBNET:-172.31.$octet.0/24}
-prefix=${subnet%.*}
 image=pgwarm-lab:$suite
 base=pgwarm-base:$suite
-declare -A addr=([pg1]=$prefix.11 [pg2]=$prefix.12 [arch]=$prefix.13)
+declare -A addr=()
 declare -A role=([pg1]=primary [pg2]=standby [arch]=archive)
 hosts=(pg1 pg2 arch)
 
@@ -170,13 +171,32 @@ inventory() {
       -e "s/@ARCH@/${addr[arch]}/" -e "s/@SUITE@/$suite/" -e "s|@STATE@|$2|" "$here/pgwarm.yaml.in" > "$1"
 }
 
+# network creates the instance's network on a free /24 (unless it exists)
+# and sets the hosts' addresses from its subnet.
+network() {
+  local try
+  if ! docker network inspect "$net" >/dev/null 2>&1; then
+    for try in $(seq 0 23); do
+      if docker network create --subnet "$subnet" --label pgwarm.lab=1 \
+          --label "pgwarm.lab.instance=${instance:-default}" "$net" >/dev/null 2>"$state/network.err"; then
+        break
+      fi
+      # Only an overlap is worth another subnet; LAB_SUBNET is taken as given.
+      if [ -n "${LAB_SUBNET:-}" ] || ! grep -qi overlap "$state/network.err"; then
+        die "could not create network $net ($subnet): $(cat "$state/network.err"); set LAB_SUBNET to a free /24"
+      fi
+      octet=$(( 231 + (octet - 231 + 1) % 24 )); subnet=172.31.$octet.0/24
+    done
+  fi
+  subnet=$(docker network inspect -f '{{(index .IPAM.Config 0).Subnet}}' "$net")
+  local prefix=${subnet%.*}
+  addr=([pg1]=$prefix.11 [pg2]=$prefix.12 [arch]=$prefix.13)
+}
+
 up() {
   images
   secrets
-  if ! docker network inspect "$net" >/dev/null 2>&1; then
-    docker network create --subnet "$subnet" --label pgwarm.lab=1 --label "pgwarm.lab.instance=${instance:-default}" "$net" >/dev/null \
-      || die "could not create network $net ($subnet); set LAB_SUBNET to a free /24"
-  fi
+  network
   for h in "${hosts[@]}"; do start_host "$h"; done
   known_hosts
   for h in "${hosts[@]}"; do wait_ssh "$h"; done
