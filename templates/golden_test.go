@@ -36,7 +36,7 @@ func (c goldenCase) name() string { return "pg" + c.version + "-" + c.mode + "-"
 
 func goldenCases() []goldenCase {
 	var out []goldenCase
-	for _, v := range []string{"9.6", "11", "12", "15", "16", "17", "18"} {
+	for _, v := range []string{"9.6", "11", "12", "13", "14", "15", "16", "17", "18"} {
 		for _, m := range []string{"warm", "hot", "streaming"} {
 			for _, t := range []string{"ssh", "nfs"} {
 				out = append(out, goldenCase{v, m, t})
@@ -137,8 +137,8 @@ func loadCase(t *testing.T, dir string) *inventory.Inventory {
 
 func TestGoldenRender(t *testing.T) {
 	cases := goldenCases()
-	if len(cases) != 42 {
-		t.Fatalf("%d golden cases, want 42", len(cases))
+	if len(cases) != 54 { // 9 versions × 3 modes × 2 transports
+		t.Fatalf("%d golden cases, want 54", len(cases))
 	}
 	for _, c := range cases {
 		t.Run(c.name(), func(t *testing.T) {

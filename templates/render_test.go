@@ -91,7 +91,7 @@ func TestPromoteTriggerFileOnlyFrom12To15(t *testing.T) {
 		r := renderCase(t, c.name())
 		s := settingsOf(r, "pg2")
 		has := strings.Contains(s, "\npromote_trigger_file = ")
-		want := c.version == "12" || c.version == "15"
+		want := c.version == "12" || c.version == "13" || c.version == "14" || c.version == "15"
 		if has != want {
 			t.Errorf("%s: promote_trigger_file present=%t, want %t", c.name(), has, want)
 		}
