@@ -61,7 +61,9 @@ type env struct {
 
 func newEnv(t *testing.T, sc scenario) *env {
 	t.Helper()
+	t0 := time.Now()
 	lab := labtest.Fresh(t, labName)
+	t.Logf("fresh lab: %s", time.Since(t0).Round(100*time.Millisecond))
 	pw, err := os.ReadFile(filepath.Join(filepath.Dir(lab.Inventory), "replication_password"))
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +200,10 @@ func (e *env) pgwarm(args ...string) result {
 	cmd := e.command(args...)
 	var b bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &b, &b
+	t0 := time.Now()
 	err := cmd.Run()
+	// The CI budget is tight: every run's duration is in the -v log.
+	e.t.Logf("pgwarm %s: %s", args[0], time.Since(t0).Round(100*time.Millisecond))
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -262,6 +267,13 @@ var recovering = regexp.MustCompile(`startup (?:recovering|waiting for) ([0-9A-F
 // process has moved past the segment holding the insert, after a switch.
 func (e *env) replicates(label string) {
 	e.t.Helper()
+	t0 := time.Now()
+	done := false
+	defer func() {
+		if done {
+			e.t.Logf("pg2 replayed %s in %s", label, time.Since(t0).Round(100*time.Millisecond))
+		}
+	}()
 	e.mustSQL("pg1", "CREATE TABLE IF NOT EXISTS e2e_canary (label text PRIMARY KEY, at timestamptz DEFAULT now())")
 	e.mustSQL("pg1", fmt.Sprintf("INSERT INTO e2e_canary (label) VALUES ('%s')", label))
 	seg := e.mustSQL("pg1", "SELECT pg_walfile_name(pg_current_wal_insert_lsn())")
@@ -278,6 +290,7 @@ func (e *env) replicates(label string) {
 					if out, err := e.sql("pg2", "SELECT 1"); err == nil {
 						e.t.Fatalf("warm standby answered a query: %s", out)
 					}
+					done = true
 					return
 				}
 			}
@@ -285,6 +298,7 @@ func (e *env) replicates(label string) {
 			out, err := e.sql("pg2", fmt.Sprintf("SELECT pg_is_in_recovery()::text || ' ' || count(*) FROM e2e_canary WHERE label = '%s'", label))
 			last = out
 			if err == nil && out == "true 1" {
+				done = true
 				return
 			}
 		}
