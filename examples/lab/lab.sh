@@ -9,6 +9,9 @@
 #   lab.sh images  build the images only
 #   lab.sh reset   down + up: fresh hosts from the same image (seconds)
 #
+# LAB_NAMESPACE=NS (default pgwarm) prefixes every image, network and
+# container name, so a second checkout (a CI dry run, say) can build and run
+# its own labs beside this one's.
 # LAB_INSTANCE=NAME runs a second, independent lab (its own network, subnet,
 # containers and .state-NAME/), so tests that change hosts can have their own.
 #
@@ -24,13 +27,14 @@ mirror=${LAB_MIRROR:-http://deb.debian.org/debian}
 instance=${LAB_INSTANCE:-}
 sfx=${instance:+-$instance}
 state=$here/.state$sfx
-net=pgwarm-lab$sfx
+ns=${LAB_NAMESPACE:-pgwarm}
+net=$ns-lab$sfx
 # Each instance gets its own /24 in 172.31.231-254; the first free one from
 # a start derived from the name (network() tries the next on a clash).
 if [ -z "$instance" ]; then octet=231; else octet=$(( 232 + $(printf %s "$instance" | cksum | cut -d' ' -f1) % 22 )); fi
 subnet=${LAB_SUBNET:-172.31.$octet.0/24}
-image=pgwarm-lab:$suite
-base=pgwarm-base:$suite
+image=$ns-lab:$suite
+base=$ns-base:$suite
 declare -A addr=()
 declare -A role=([pg1]=primary [pg2]=standby [arch]=archive)
 hosts=(pg1 pg2 arch)
@@ -91,10 +95,10 @@ secrets() {
   cp "$state/pg_password" "$state/share/pg_password"
 }
 
-running() { [ "$(docker inspect -f '{{.State.Running}}' "pgwarm-lab$sfx-$1" 2>/dev/null)" = true ]; }
+running() { [ "$(docker inspect -f '{{.State.Running}}' "$ns-lab$sfx-$1" 2>/dev/null)" = true ]; }
 
 start_host() {
-  local h=$1 c=pgwarm-lab$sfx-$1
+  local h=$1 c=$ns-lab$sfx-$1
   if docker inspect "$c" >/dev/null 2>&1; then
     if [ "$(docker inspect -f '{{.Config.Image}}' "$c")" != "$image" ]; then
       die "container $c runs $(docker inspect -f '{{.Config.Image}}' "$c"), not $image: run 'make lab-down' first"
@@ -106,7 +110,7 @@ start_host() {
   for o in "${hosts[@]}"; do [ "$o" = "$h" ] || hostsargs+=(--add-host "$o:${addr[$o]}"); done
   docker run -d --name "$c" --hostname "$h" --network "$net" --ip "${addr[$h]}" \
     "${hostsargs[@]}" -e "LAB_ROLE=${role[$h]}" \
-    --label pgwarm.lab=1 --label "pgwarm.lab.instance=${instance:-default}" -v "$state/share:/lab:ro" \
+    --label pgwarm.lab=1 --label "pgwarm.lab.instance=$ns${instance:+-$instance}" -v "$state/share:/lab:ro" \
     --cap-add NET_ADMIN --shm-size 256m "$image" >/dev/null
 }
 
@@ -119,7 +123,7 @@ wait_ssh() {
     fi
     sleep 0.3
   done
-  docker logs "pgwarm-lab$sfx-$h" 2>&1 | tail -20 >&2
+  docker logs "$ns-lab$sfx-$h" 2>&1 | tail -20 >&2
   die "$h (${addr[$h]}) did not answer on ssh"
 }
 
@@ -130,7 +134,7 @@ known_hosts() {
   : > "$state/known_hosts.new"
   for h in "${hosts[@]}"; do
     for i in $(seq 1 50); do
-      k=$(docker exec "pgwarm-lab$sfx-$h" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && break
+      k=$(docker exec "$ns-lab$sfx-$h" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && break
       sleep 0.2
     done
     [ -n "$k" ] || die "$h: no ssh host key"
@@ -154,9 +158,9 @@ LAB_PG_PASSWORD=$(cat "$state/pg_password")
 LAB_PG1_ADDR=${addr[pg1]}
 LAB_PG2_ADDR=${addr[pg2]}
 LAB_ARCH_ADDR=${addr[arch]}
-LAB_PG1_CONTAINER=pgwarm-lab$sfx-pg1
-LAB_PG2_CONTAINER=pgwarm-lab$sfx-pg2
-LAB_ARCH_CONTAINER=pgwarm-lab$sfx-arch
+LAB_PG1_CONTAINER=$ns-lab$sfx-pg1
+LAB_PG2_CONTAINER=$ns-lab$sfx-pg2
+LAB_ARCH_CONTAINER=$ns-lab$sfx-arch
 LAB_INVENTORY=$state/pgwarm.yaml
 LAB_INSTANCE=$instance
 ENV
@@ -178,7 +182,7 @@ network() {
   if ! docker network inspect "$net" >/dev/null 2>&1; then
     for try in $(seq 0 23); do
       if docker network create --subnet "$subnet" --label pgwarm.lab=1 \
-          --label "pgwarm.lab.instance=${instance:-default}" "$net" >/dev/null 2>"$state/network.err"; then
+          --label "pgwarm.lab.instance=$ns${instance:+-$instance}" "$net" >/dev/null 2>"$state/network.err"; then
         break
       fi
       # Only an overlap is worth another subnet; LAB_SUBNET is taken as given.
@@ -207,7 +211,7 @@ up() {
 
 down() {
   local h
-  for h in "${hosts[@]}"; do docker rm -f "pgwarm-lab$sfx-$h" >/dev/null 2>&1 || true; done
+  for h in "${hosts[@]}"; do docker rm -f "$ns-lab$sfx-$h" >/dev/null 2>&1 || true; done
   docker network rm "$net" >/dev/null 2>&1 || true
   rm -f "$state/lab.env" "$state/known_hosts" "$state/pgwarm.yaml"
   [ -n "$instance" ] || rm -f "$here/pgwarm.yaml"
@@ -219,6 +223,6 @@ case ${1:-} in
   down) down ;;
   images) images ;;
   reset) down; up ;;
-  status) docker ps -a --filter "label=pgwarm.lab.instance=${instance:-default}" --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
+  status) docker ps -a --filter "label=pgwarm.lab.instance=$ns${instance:+-$instance}" --format 'table {{.Names}}\t{{.Status}}\t{{.Image}}' ;;
   *) echo "usage: $0 up|down|status|images" >&2; exit 2 ;;
 esac
