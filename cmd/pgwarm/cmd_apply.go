@@ -36,11 +36,11 @@ func applyCommand() *cli.Command {
 			"A lock on the primary (/var/lib/pgwarm/CLUSTER/apply.lock) refuses a second run;\n" +
 			"a lock left by a killed run of this user on this machine is taken over, any\n" +
 			"other is removed only with --force-unlock.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			inventoryFlag(),
 			&cli.BoolFlag{Name: "auto-approve", Usage: "do not ask for confirmation"},
 			&cli.BoolFlag{Name: "force-unlock", Usage: "remove an apply lock left by a run that is known to be dead"},
-		},
+		}, sshFlags()...),
 		Action: applyAction,
 	}
 }
@@ -70,7 +70,7 @@ func applyAction(c *cli.Context) error {
 		return fmt.Errorf("%s: %w", file, err)
 	}
 	ctx := c.Context
-	conns, closeAll, err := connect(ctx, inv, inv.Hosts)
+	conns, closeAll, err := connect(ctx, inv, inv.Hosts, sshDialOptions(c))
 	if err != nil {
 		return err
 	}

@@ -30,14 +30,14 @@ func planCommand() *cli.Command {
 			"unified diff), - remove, ! one-shot action (seed, install, restart, reload).\n" +
 			"Secrets are masked. --out saves the plan with the observed hashes so that\n" +
 			"apply refuses it once any host or the inventory has changed.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			inventoryFlag(),
 			&cli.StringFlag{Name: "out", Usage: "save the plan to `FILE` (JSON, mode 0600)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the plan as JSON"},
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when nothing would change, 2 when changes are pending (1 is an error)"},
 			&cli.StringSliceFlag{Name: "limit", Usage: "only these `HOSTS` (comma-separated)"},
 			&cli.BoolFlag{Name: "stats", Usage: "print per-host timings and SSH round trips to stderr", Hidden: true},
-		},
+		}, sshFlags()...),
 		Action: planAction,
 	}
 }
@@ -67,7 +67,7 @@ func planAction(c *cli.Context) error {
 	}
 	ctx := c.Context
 	start := time.Now()
-	f, st, err := gatherFacts(ctx, inv, probed, reqs)
+	f, st, err := gatherFacts(ctx, inv, probed, reqs, sshDialOptions(c))
 	if err != nil {
 		return err
 	}
@@ -131,10 +131,10 @@ func colour(w io.Writer) bool {
 
 // gatherFacts connects to hosts and probes them all in parallel; every
 // failure is reported at once, each naming its host.
-func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventory.Host, reqs map[string]facts.Request) (map[string]facts.Facts, *stats, error) {
+func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventory.Host, reqs map[string]facts.Request, opt dialOptions) (map[string]facts.Facts, *stats, error) {
 	st := &stats{dial: map[string]time.Duration{}, probe: map[string]time.Duration{}, runs: map[string]int{}}
 	t0 := time.Now()
-	conns, closeAll, err := connect(ctx, inv, hosts)
+	conns, closeAll, err := connect(ctx, inv, hosts, opt)
 	if err != nil {
 		return nil, nil, err
 	}

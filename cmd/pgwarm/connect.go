@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 )
@@ -27,10 +29,25 @@ func hostConfig(inv *inventory.Inventory, h inventory.Host) host.Config {
 	}
 }
 
+// dialOptions are the command line's say on connecting (sshFlags); nil
+// tweak means the inventory's settings as they are.
+type dialOptions struct {
+	tweak    func(host.Config) host.Config
+	parallel int
+}
+
+// sshDialOptions reads the ssh flags of commands that define them.
+func sshDialOptions(c *cli.Context) dialOptions {
+	return dialOptions{
+		tweak:    func(cfg host.Config) host.Config { return applySSHFlags(c, cfg) },
+		parallel: parallelLimit(c),
+	}
+}
+
 // connect dials hosts in parallel. Every host that cannot be reached is
 // reported at once (errors.Join, each prefixed with its host); on error
 // the connections that did open are closed. closeAll closes the rest.
-func connect(ctx context.Context, inv *inventory.Inventory, hosts []inventory.Host) (conns map[string]host.Host, closeAll func(), err error) {
+func connect(ctx context.Context, inv *inventory.Inventory, hosts []inventory.Host, opt dialOptions) (conns map[string]host.Host, closeAll func(), err error) {
 	var mu sync.Mutex
 	conns = map[string]host.Host{}
 	names := make([]string, len(hosts))
@@ -42,9 +59,13 @@ func connect(ctx context.Context, inv *inventory.Inventory, hosts []inventory.Ho
 			c.Close()
 		}
 	}
-	err = host.ParallelNames(ctx, 0, names, func(ctx context.Context, name string) error {
+	err = host.ParallelNames(ctx, opt.parallel, names, func(ctx context.Context, name string) error {
 		ih, _ := inv.Host(name)
-		c, err := host.Dial(ctx, hostConfig(inv, ih))
+		cfg := hostConfig(inv, ih)
+		if opt.tweak != nil {
+			cfg = opt.tweak(cfg)
+		}
+		c, err := host.Dial(ctx, cfg)
 		if err != nil {
 			return err
 		}
