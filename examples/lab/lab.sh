@@ -97,6 +97,11 @@ secrets() {
 
 running() { [ "$(docker inspect -f '{{.State.Running}}' "$ns-lab$sfx-$1" 2>/dev/null)" = true ]; }
 
+# PostgreSQL's data lives on a volume, not in the container's overlay: on
+# this engine's fuse-overlayfs a directory that came with the image and was
+# removed (pg2's data directory, or an old primary being reseeded) shows its
+# image files again when it is re-created, and pg_basebackup then fails with
+# "File exists". A volume behaves like a real disk.
 start_host() {
   local h=$1 c=$ns-lab$sfx-$1
   if docker inspect "$c" >/dev/null 2>&1; then
@@ -111,6 +116,7 @@ start_host() {
   docker run -d --name "$c" --hostname "$h" --network "$net" --ip "${addr[$h]}" \
     "${hostsargs[@]}" -e "LAB_ROLE=${role[$h]}" \
     --label pgwarm.lab=1 --label "pgwarm.lab.instance=$ns${instance:+-$instance}" -v "$state/share:/lab:ro" \
+    --mount type=volume,dst=/var/lib/postgresql \
     --cap-add NET_ADMIN --shm-size 256m "$image" >/dev/null
 }
 
@@ -211,7 +217,8 @@ up() {
 
 down() {
   local h
-  for h in "${hosts[@]}"; do docker rm -f "$ns-lab$sfx-$h" >/dev/null 2>&1 || true; done
+  # -v: the anonymous data volume goes with its container.
+  for h in "${hosts[@]}"; do docker rm -fv "$ns-lab$sfx-$h" >/dev/null 2>&1 || true; done
   docker network rm "$net" >/dev/null 2>&1 || true
   rm -f "$state/lab.env" "$state/known_hosts" "$state/pgwarm.yaml"
   [ -n "$instance" ] || rm -f "$here/pgwarm.yaml"
