@@ -27,10 +27,11 @@ func ParseName(s string) (segname.Name, error) {
 // Encode reads the file PostgreSQL wants archived and builds the archived
 // form, checking first that a segment really is the segment it is named.
 func Encode(src string, name segname.Name, c walfile.Compression) ([]byte, walfile.Header, error) {
-	content, err := os.ReadFile(src)
+	content, release, err := readSource(src)
 	if err != nil {
 		return nil, walfile.Header{}, archive.Errorf(archive.KindBadInput, "cannot read the file to archive: %w", err)
 	}
+	defer release()
 	var info walfile.PageInfo
 	if name.HasWALContent() {
 		if info, err = walfile.ParseLongHeader(content); err != nil {
