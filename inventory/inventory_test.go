@@ -23,6 +23,7 @@ postgres:
 replication:
   mode: streaming
   archive_timeout: 90s
+  restore_retry: 250ms
   trigger_file: /run/pg.trigger
   user: repl
   password_env: REPL_PW
@@ -61,6 +62,9 @@ func TestParseFull(t *testing.T) {
 	}
 	if inv.Replication.ArchiveTimeout.D() != 90*time.Second || inv.Failover.DNS.Every.D() != 5*time.Minute {
 		t.Errorf("durations %v %v", inv.Replication.ArchiveTimeout, inv.Failover.DNS.Every)
+	}
+	if inv.Replication.RestoreRetry.D() != 250*time.Millisecond {
+		t.Errorf("restore_retry %v", inv.Replication.RestoreRetry)
 	}
 	if inv.Postgres.Settings["jit"] != "off" || inv.Postgres.Settings["max_connections"] != "100" {
 		t.Errorf("settings %v", inv.Postgres.Settings)
@@ -193,6 +197,15 @@ func TestDefaults(t *testing.T) {
 	}
 	if inv.Summary() != "cluster main, PostgreSQL 15, primary pg1, standbys pg2, archive arch via ssh" {
 		t.Errorf("summary %q", inv.Summary())
+	}
+	if r.RestoreRetry.D() != DefaultRestoreRetry {
+		t.Errorf("restore_retry default %v", r.RestoreRetry)
+	}
+	for _, bad := range []string{"0s", "1500us", "2h"} {
+		_, err := Parse("m.yaml", []byte(strings.Replace(minimal, "{mode: warm}", "{mode: warm, restore_retry: "+bad+"}", 1)), Options{})
+		if err == nil || !strings.Contains(err.Error(), "replication.restore_retry: must be whole milliseconds") {
+			t.Errorf("restore_retry %s: %v", bad, err)
+		}
 	}
 	// An explicit 0s disables archive_timeout instead of taking the default.
 	inv, err = Parse("m.yaml", []byte(strings.Replace(minimal, "{mode: warm}", "{mode: warm, archive_timeout: 0s}", 1)), Options{})

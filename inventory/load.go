@@ -104,6 +104,9 @@ func (d *decoder) defaults(inv *Inventory, opts Options) {
 	if _, set := d.nodes["replication.archive_timeout"]; !set {
 		r.ArchiveTimeout = Duration(10 * time.Minute)
 	}
+	if _, set := d.nodes["replication.restore_retry"]; !set {
+		r.RestoreRetry = Duration(DefaultRestoreRetry)
+	}
 	if r.TriggerFile == "" {
 		r.TriggerFile = "/var/lib/pgwarm/" + inv.Cluster + "/promote.trigger"
 	}
@@ -192,7 +195,7 @@ func ManagedSettings() []string {
 	return []string{
 		"archive_cleanup_command", "archive_command", "archive_library", "archive_mode", "archive_timeout",
 		"hot_standby", "port", "primary_conninfo", "primary_slot_name", "promote_trigger_file",
-		"recovery_target_timeline", "restore_command", "standby_mode", "trigger_file",
+		"recovery_target_timeline", "restore_command", "standby_mode", "trigger_file", "wal_retrieve_retry_interval",
 	}
 }
 
@@ -276,6 +279,11 @@ func (d *decoder) checkReplication(inv *Inventory) {
 	if p := "replication.archive_timeout"; d.nodes[p] != nil && !d.failed[p] {
 		if t := r.ArchiveTimeout.D(); t%time.Second != 0 || t > time.Duration(1<<31-1)*time.Second {
 			d.fail(p, d.nodes[p], "must be whole seconds (PostgreSQL counts archive_timeout in seconds), got %s", r.ArchiveTimeout)
+		}
+	}
+	if p := "replication.restore_retry"; d.nodes[p] != nil && !d.failed[p] {
+		if t := r.RestoreRetry.D(); t%time.Millisecond != 0 || t < time.Millisecond || t > time.Hour {
+			d.fail(p, d.nodes[p], "must be whole milliseconds from 1ms to 1h (PostgreSQL's wal_retrieve_retry_interval), got %s", r.RestoreRetry)
 		}
 	}
 	d.absPath("replication.trigger_file", r.TriggerFile)

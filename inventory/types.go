@@ -75,6 +75,7 @@ const (
 type Replication struct {
 	Mode           Mode     `yaml:"mode" required:"true" enum:"warm|hot|streaming" doc:"warm: log shipping only (the seed); hot: + read-only queries; streaming: + WAL streaming, archive as fallback"`
 	ArchiveTimeout Duration `yaml:"archive_timeout" doc:"force a WAL switch after this long (like 10m or 60s; default 10m)"`
+	RestoreRetry   Duration `yaml:"restore_retry" doc:"how long a standby waits before asking the archive again for a segment that was not there yet (wal_retrieve_retry_interval; whole milliseconds, 1ms to 1h; default 200ms)"`
 	TriggerFile    string   `yaml:"trigger_file" doc:"absolute path whose appearance ends recovery (PostgreSQL up to 15; default /var/lib/pgwarm/<cluster>/promote.trigger)"`
 	User           string   `yaml:"user" doc:"replication role (default replicator)"`
 	PasswordEnv    string   `yaml:"password_env" doc:"name of the environment variable holding the replication password (the secret never lives in the file)"`

@@ -377,9 +377,9 @@ func (r *renderer) sshClient(h inventory.Host) {
 	r.add(h.Name, File{
 		Path: path.Join(home, ".ssh", "config"), Mode: 0o600, Owner: pgOwner, Kind: KindSSHConfig, Block: "archive-" + inv.Cluster,
 		Content: r.exec(h.Name, "ssh_config.tmpl", struct {
-			Cluster, Address, User, IdentityFile, KnownHostsFile string
-			Port                                                 int
-		}{inv.Cluster, ah.Address, inv.Archive.User, r.keyPath(), knownHosts, port}),
+			Cluster, Address, User, IdentityFile, KnownHostsFile, ControlDir string
+			Port                                                             int
+		}{inv.Cluster, ah.Address, inv.Archive.User, r.keyPath(), knownHosts, path.Join(home, ".ssh"), port}),
 		Reason: "how pgwarm-wal reaches the archive over ssh",
 	})
 	pattern := ah.Address

@@ -18,9 +18,18 @@ func Settings(inv *inventory.Inventory, hostName string) []Setting {
 		return nil
 	}
 	m := baseSettings(inv, h)
-	if h.Role == inventory.RoleStandby && inv.Postgres.Version.AtLeast(12) {
-		for _, s := range recoverySettings(inv, h) {
-			m[s.Name] = s.Value
+	if h.Role == inventory.RoleStandby {
+		// A postgresql.conf setting in every version (9.5 on), so never in
+		// recovery.conf. Every mode restores from the archive (streaming
+		// falls back to it), and restore_command must return at once (see
+		// recoverySettings), so this interval, not the helper, decides how
+		// soon an archived segment is replayed. It also spaces streaming's
+		// reconnection attempts while the primary is down.
+		m["wal_retrieve_retry_interval"] = strconv.FormatInt(inv.Replication.RestoreRetry.D().Milliseconds(), 10) + "ms"
+		if inv.Postgres.Version.AtLeast(12) {
+			for _, s := range recoverySettings(inv, h) {
+				m[s.Name] = s.Value
+			}
 		}
 	}
 	return sortedSettings(m)
