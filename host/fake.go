@@ -1,11 +1,13 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -27,6 +29,10 @@ type Fake struct {
 	// gets Run's context (Cmd.Timeout included), for handlers that must
 	// stop when it ends.
 	HandlerContext func(ctx context.Context, cmd Cmd) (Result, error)
+	// StreamHandler, when set, answers RunStream with the streams
+	// themselves. When it is nil, RunStream reads stdin to its end, asks
+	// Run's handler with it as cmd.Stdin and writes the Stdout it returns.
+	StreamHandler func(ctx context.Context, cmd Cmd, stdin io.Reader, stdout io.Writer) (Result, error)
 	// Dial answers DialContext; nil makes it fail.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// User owns files written with an empty owner ("root" if empty).
@@ -183,6 +189,64 @@ func (f *Fake) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	}
 }
 
+// RunStream records cmd and asks StreamHandler (see its comment for the
+// fallback to Run's handler). ctx and Cmd.Timeout are enforced as in Run.
+func (f *Fake) RunStream(ctx context.Context, cmd Cmd, stdin io.Reader, stdout io.Writer) (Result, error) {
+	f.mu.Lock()
+	sh := f.StreamHandler
+	f.mu.Unlock()
+	if stdin == nil && cmd.Stdin != nil {
+		stdin = bytes.NewReader(cmd.Stdin)
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if sh == nil {
+		if stdin != nil {
+			in, err := io.ReadAll(stdin)
+			if err != nil {
+				return Result{}, f.err("run", fmt.Errorf("%s: stdin: %w", shortCmd(cmd.Command), err))
+			}
+			cmd.Stdin = in
+		}
+		res, err := f.Run(ctx, cmd)
+		if len(res.Stdout) > 0 {
+			if _, werr := stdout.Write(res.Stdout); werr != nil && err == nil {
+				err = f.err("run", fmt.Errorf("%s: stdout: %w", shortCmd(cmd.Command), werr))
+			}
+		}
+		res.Stdout = nil
+		return res, err
+	}
+	f.mu.Lock()
+	f.cmds = append(f.cmds, cmd)
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
+		return Result{}, f.err("run", errors.New("connection closed"))
+	}
+	if cmd.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cmd.Timeout)
+		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, f.err("run", cmdError(cmd.Command, err, cmd.Timeout))
+	}
+	res, err := sh(ctx, cmd, stdin, stdout)
+	res.Stdout = nil
+	if ctx.Err() != nil {
+		return Result{ExitCode: -1, Stderr: res.Stderr}, f.err("run", cmdError(cmd.Command, ctx.Err(), cmd.Timeout))
+	}
+	if err != nil {
+		var he *Error
+		if !errors.As(err, &he) {
+			err = f.err("run", err)
+		}
+	}
+	return res, err
+}
+
 func (f *Fake) lookup(op, p string) (*fakeFile, error) {
 	if err := checkPath(p); err != nil {
 		return nil, f.err(op, err)
@@ -301,3 +365,5 @@ func (f *Fake) Close() error {
 
 var _ Host = (*Fake)(nil)
 var _ Host = (*sshHost)(nil)
+var _ Streamer = (*Fake)(nil)
+var _ Streamer = (*sshHost)(nil)

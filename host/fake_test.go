@@ -11,6 +11,7 @@ func TestFakeConformance(t *testing.T) {
 	hosttest.Run(t, func(t *testing.T) host.Host {
 		f := host.NewFake("fake1")
 		f.HandlerContext = hosttest.LocalShell
+		f.StreamHandler = hosttest.LocalShellStream
 		return f
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"time"
@@ -58,6 +59,21 @@ type Host interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 
 	Close() error
+}
+
+// Streamer is a Host that can run a command with its stdin and stdout as
+// streams, for copies too large to hold in memory (a base backup relayed
+// from one host to another through pgwarm). Both the SSH host and Fake
+// implement it.
+type Streamer interface {
+	// RunStream is Run, except that stdin (when not nil; else cmd.Stdin)
+	// is copied to the command as it is read and the command's stdout is
+	// written to stdout as it arrives; Result.Stdout stays empty. The
+	// command runs as Run's would (sudo, its own process group, killed
+	// when ctx or cmd.Timeout ends). A caller that abandons stdin or
+	// stdout early should close the pipe behind it so that no copy stays
+	// blocked.
+	RunStream(ctx context.Context, cmd Cmd, stdin io.Reader, stdout io.Writer) (Result, error)
 }
 
 // Cmd is a command to run. Command is shell text; use Quote for every

@@ -47,8 +47,33 @@ func (h *sshHost) Run(ctx context.Context, cmd Cmd) (Result, error) {
 	return res, nil
 }
 
+// RunStream is Run with stdin and stdout as streams: stdin is copied to
+// the command as it is read, the command's stdout is written to stdout as
+// it arrives; Result.Stdout stays empty.
+func (h *sshHost) RunStream(ctx context.Context, cmd Cmd, stdin io.Reader, stdout io.Writer) (Result, error) {
+	if stdin == nil && cmd.Stdin != nil {
+		stdin = bytes.NewReader(cmd.Stdin)
+	}
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	res, err := h.runTo(ctx, cmd.Command, stdin, stdout, cmd.Timeout)
+	if err != nil {
+		return res, &Error{Host: h.name, Op: "run", Err: err}
+	}
+	return res, nil
+}
+
 // run is Run without the host prefix on errors, for the file operations.
 func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, timeout time.Duration) (Result, error) {
+	var stdout lockedBuffer
+	res, err := h.runTo(ctx, command, stdin, &stdout, timeout)
+	res.Stdout = stdout.Bytes()
+	return res, err
+}
+
+// runTo runs command with its stdout written to stdout.
+func (h *sshHost) runTo(ctx context.Context, command string, stdin io.Reader, stdout io.Writer, timeout time.Duration) (Result, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -65,9 +90,8 @@ func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, time
 		return Result{}, err
 	}
 	defer sess.Close()
-	var stdout lockedBuffer
 	stderr := newPidStripper()
-	sess.Stdin, sess.Stdout, sess.Stderr = stdin, &stdout, stderr
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
 	if err := sess.Start(h.wrap(command)); err != nil {
 		return Result{}, fmt.Errorf("start %s: %w", shortCmd(command), err)
 	}
@@ -87,10 +111,10 @@ func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, time
 		case <-waitc:
 		case <-time.After(time.Second):
 		}
-		res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1}
+		res := Result{Stderr: stderr.Bytes(), ExitCode: -1}
 		return res, cmdError(command, ctx.Err(), timeout)
 	}
-	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	res := Result{Stderr: stderr.Bytes()}
 	var ee *ssh.ExitError
 	switch {
 	case werr == nil:

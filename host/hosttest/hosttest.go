@@ -10,7 +10,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +45,7 @@ func Run(t *testing.T, newHost func(t *testing.T) host.Host) {
 	t.Run("Files", func(t *testing.T) { testFiles(t, h, base) })
 	t.Run("NotExist", func(t *testing.T) { testNotExist(t, h, base) })
 	t.Run("Upload", func(t *testing.T) { testUpload(t, h, base) })
+	t.Run("Stream", func(t *testing.T) { testStream(t, h) })
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -384,6 +388,183 @@ func testUpload(t *testing.T, h host.Host, base string) {
 	if err := h.Upload(ctx, local, base+"-nodir/x", 0o755, ""); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("upload into a missing directory: %v, want fs.ErrNotExist", err)
 	}
+}
+
+// streamSize is the large stream's size: far more than any buffer on the
+// way, so that a copy held in memory or a stalled pipe shows.
+const streamSize = 96<<20 + 12345
+
+// genReader yields n deterministic pseudo-random bytes without holding them.
+type genReader struct {
+	rng  *mrand.ChaCha8
+	left int64
+}
+
+func (g *genReader) Read(p []byte) (int, error) {
+	if g.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > g.left {
+		p = p[:g.left]
+	}
+	n, _ := g.rng.Read(p)
+	g.left -= int64(n)
+	return n, nil
+}
+
+// countHash is a writer that counts and hashes what it is given.
+type countHash struct {
+	n int64
+	h hash.Hash
+}
+
+func (c *countHash) Write(p []byte) (int, error) { c.n += int64(len(p)); return c.h.Write(p) }
+
+// signalWriter closes got on its first write.
+type signalWriter struct {
+	once sync.Once
+	got  chan struct{}
+	mu   sync.Mutex
+	buf  bytes.Buffer
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.buf.Write(p)
+	w.mu.Unlock()
+	w.once.Do(func() { close(w.got) })
+	return len(p), nil
+}
+
+func testStream(t *testing.T, h host.Host) {
+	s, ok := h.(host.Streamer)
+	if !ok {
+		t.Fatalf("%T does not implement host.Streamer", h)
+	}
+	t.Run("large stream both ways", func(t *testing.T) {
+		seed := [32]byte{1, 2, 3}
+		want := &countHash{h: sha256.New()}
+		io.Copy(want, &genReader{rng: mrand.NewChaCha8(seed), left: streamSize})
+		got := &countHash{h: sha256.New()}
+		res, err := s.RunStream(ctxT(t), host.Cmd{Command: "cat"}, &genReader{rng: mrand.NewChaCha8(seed), left: streamSize}, got)
+		if err != nil || !res.OK() {
+			t.Fatalf("RunStream(cat): %+v, %v", res, err)
+		}
+		if got.n != want.n || !bytes.Equal(got.h.Sum(nil), want.h.Sum(nil)) {
+			t.Fatalf("cat streamed back %d bytes (sha256 %x), want %d (%x)", got.n, got.h.Sum(nil), want.n, want.h.Sum(nil))
+		}
+		if len(res.Stdout) != 0 {
+			t.Errorf("Result.Stdout holds %d bytes, want none (stdout went to the writer)", len(res.Stdout))
+		}
+	})
+	t.Run("stdout arrives while stdin is open", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		out := &signalWriter{got: make(chan struct{})}
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.RunStream(ctxT(t), host.Cmd{Command: "cat"}, pr, out)
+			done <- err
+		}()
+		pw.Write([]byte("ping\n"))
+		select {
+		case <-out.got:
+		case <-time.After(30 * time.Second):
+			pw.Close()
+			t.Fatal("no stdout within 30s of the first stdin line: the stream is not streamed")
+		}
+		pw.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if out.buf.String() != "ping\n" {
+			t.Fatalf("got %q, want ping", out.buf.String())
+		}
+	})
+	t.Run("relay from one command to another", func(t *testing.T) {
+		const n = 40 << 20
+		pr, pw := io.Pipe()
+		var prodRes host.Result
+		var prodErr error
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prodRes, prodErr = s.RunStream(ctxT(t), host.Cmd{Command: fmt.Sprintf("head -c %d /dev/zero", n)}, nil, pw)
+			pw.CloseWithError(prodErr)
+		}()
+		var out bytes.Buffer
+		res, err := s.RunStream(ctxT(t), host.Cmd{Command: "wc -c"}, pr, &out)
+		pr.Close()
+		wg.Wait()
+		if prodErr != nil || !prodRes.OK() || err != nil || !res.OK() {
+			t.Fatalf("producer %+v, %v; consumer %+v, %v", prodRes, prodErr, res, err)
+		}
+		if strings.TrimSpace(out.String()) != fmt.Sprint(n) {
+			t.Fatalf("consumer counted %q bytes, want %d", out.String(), n)
+		}
+	})
+	t.Run("exit status and stderr", func(t *testing.T) {
+		var out bytes.Buffer
+		res, err := s.RunStream(ctxT(t), host.Cmd{Command: "wc -c; echo err >&2; exit 5"}, strings.NewReader("abc"), &out)
+		if err != nil || res.ExitCode != 5 || string(res.Stderr) != "err\n" || strings.TrimSpace(out.String()) != "3" {
+			t.Fatalf("got %+v stdout %q, %v; want exit 5, stderr err, stdout 3", res, out.String(), err)
+		}
+	})
+	t.Run("ctx cancel with stdin still open", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(300*time.Millisecond, cancel)
+		start := time.Now()
+		_, err := s.RunStream(ctx, host.Cmd{Command: "cat"}, pr, io.Discard)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+		if !strings.HasPrefix(err.Error(), h.Name()+": ") {
+			t.Errorf("error %q does not start with the host name", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("RunStream returned after %s, want soon after the cancel", d)
+		}
+	})
+}
+
+// LocalShellStream is LocalShell for host.Fake's StreamHandler: stdin and
+// stdout are the command's own streams.
+func LocalShellStream(ctx context.Context, cmd host.Cmd, stdin io.Reader, stdout io.Writer) (host.Result, error) {
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd.Command)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	c.WaitDelay = time.Second
+	var stderr bytes.Buffer
+	c.Stdout, c.Stderr = stdout, &stderr
+	// Feed stdin from a goroutine of our own: exec's would be waited for,
+	// and a read from a pipe nobody writes to cannot be interrupted.
+	var in io.WriteCloser
+	if stdin != nil {
+		var err error
+		if in, err = c.StdinPipe(); err != nil {
+			return host.Result{}, err
+		}
+	}
+	if err := c.Start(); err != nil {
+		return host.Result{}, err
+	}
+	if in != nil {
+		go func() { io.Copy(in, stdin); in.Close() }()
+	}
+	err := c.Wait()
+	res := host.Result{Stderr: stderr.Bytes()}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case errors.As(err, &ee):
+		res.ExitCode = ee.ExitCode()
+	case err != nil:
+		return res, err
+	}
+	return res, nil
 }
 
 // LocalShell runs cmd with the local /bin/sh: a host.Fake HandlerContext
