@@ -113,6 +113,9 @@ func (d *decoder) defaults(inv *Inventory, opts Options) {
 	if r.User == "" {
 		r.User = "replicator"
 	}
+	if r.Seed == "" {
+		r.Seed = SeedBasebackup
+	}
 	if r.PasswordEnv == "" {
 		r.PasswordEnv = "PGWARM_REPLICATION_PASSWORD"
 	}

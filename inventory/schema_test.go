@@ -130,7 +130,7 @@ func TestSchemaAcceptsWhatLoadAccepts(t *testing.T) {
 // types and bad enum values.
 func TestSchemaRejects(t *testing.T) {
 	s := loadSchema(t)
-	for _, name := range []string{"unknown-key", "typo-key", "bad-mode", "bad-transport", "bad-compression", "wrong-type", "password-in-file", "missing-archive", "bad-version"} {
+	for _, name := range []string{"unknown-key", "typo-key", "bad-mode", "bad-transport", "bad-compression", "bad-seed", "wrong-type", "password-in-file", "missing-archive", "bad-version"} {
 		src, err := os.ReadFile(filepath.Join("../testdata/inventory/broken", name+".yaml"))
 		if err != nil {
 			t.Fatal(err)

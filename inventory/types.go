@@ -80,7 +80,20 @@ type Replication struct {
 	User           string   `yaml:"user" doc:"replication role (default replicator)"`
 	PasswordEnv    string   `yaml:"password_env" doc:"name of the environment variable holding the replication password (the secret never lives in the file)"`
 	Slot           bool     `yaml:"slot" doc:"streaming: one physical replication slot per standby"`
+	Seed           Seed     `yaml:"seed" enum:"basebackup|stream-tar" doc:"how a standby is seeded: basebackup (pg_basebackup over a replication connection, the default) or stream-tar (the seed's own method, no replication connection: pg_backup_start, tar of the data directory relayed over SSH through pgwarm, pg_backup_stop; the WAL comes from the archive)"`
 }
+
+// Seed is how a standby's data directory is made from the primary's.
+type Seed string
+
+const (
+	// SeedBasebackup runs pg_basebackup on the standby over a replication
+	// connection to the primary.
+	SeedBasebackup Seed = "basebackup"
+	// SeedStreamTar runs the low-level backup API on the primary and
+	// relays a tar of its data directory to the standby through pgwarm.
+	SeedStreamTar Seed = "stream-tar"
+)
 
 // Transport is how hosts reach the archive.
 type Transport string
