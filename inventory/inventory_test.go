@@ -28,6 +28,7 @@ replication:
   user: repl
   password_env: REPL_PW
   slot: true
+  seed: stream-tar
 archive:
   host: pg2
   transport: nfs
@@ -62,6 +63,9 @@ func TestParseFull(t *testing.T) {
 	}
 	if inv.Replication.ArchiveTimeout.D() != 90*time.Second || inv.Failover.DNS.Every.D() != 5*time.Minute {
 		t.Errorf("durations %v %v", inv.Replication.ArchiveTimeout, inv.Failover.DNS.Every)
+	}
+	if inv.Replication.Seed != SeedStreamTar {
+		t.Errorf("seed %q", inv.Replication.Seed)
 	}
 	if inv.Replication.RestoreRetry.D() != 250*time.Millisecond {
 		t.Errorf("restore_retry %v", inv.Replication.RestoreRetry)
@@ -197,6 +201,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if inv.Summary() != "cluster main, PostgreSQL 15, primary pg1, standbys pg2, archive arch via ssh" {
 		t.Errorf("summary %q", inv.Summary())
+	}
+	if r.Seed != SeedBasebackup {
+		t.Errorf("seed default %q, want basebackup", r.Seed)
 	}
 	if r.RestoreRetry.D() != DefaultRestoreRetry {
 		t.Errorf("restore_retry default %v", r.RestoreRetry)
