@@ -220,6 +220,12 @@ chmod 0700 %[4]s`, host.Quote(seedPID(s)), host.Quote(s.Paths.StateDir), host.Qu
 	if _, err := host.CheckRun(ctx, h, host.Cmd{Command: prep}); err != nil {
 		return err
 	}
+	if s.Inv.Replication.Seed == inventory.SeedStreamTar {
+		if err := seedStreamTar(ctx, s, h); err != nil {
+			return err
+		}
+		return seedDone(ctx, s, h)
+	}
 	total, _ := psql(ctx, s, s.host(s.Inv.Primary().Name), "SELECT sum(pg_database_size(oid)) FROM pg_database;\n")
 	size, _ := strconv.ParseInt(total, 10, 64)
 	prim := s.Inv.Primary()
@@ -255,8 +261,13 @@ chmod 0700 %[4]s`, host.Quote(seedPID(s)), host.Quote(s.Paths.StateDir), host.Qu
 		return fmt.Errorf("%s: pg_basebackup from %s exited %d: %s", name, prim.Name, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 	}
 	bar.Finish()
+	return seedDone(ctx, s, h)
+}
+
+// seedDone removes the marker: the data directory holds a complete copy.
+func seedDone(ctx context.Context, s *State, h host.Host) error {
 	done := fmt.Sprintf("rm -f %s %s", host.Quote(seedPID(s)), host.Quote(seedMarker(s)))
-	_, err = host.CheckRun(ctx, h, host.Cmd{Command: done})
+	_, err := host.CheckRun(ctx, h, host.Cmd{Command: done})
 	return err
 }
 

@@ -12,13 +12,6 @@ import (
 	"github.com/pgwarm/pgwarm/templates"
 )
 
-// Seed methods for a standby.
-const (
-	// SeedBasebackup runs pg_basebackup on the standby over a replication
-	// connection to the primary.
-	SeedBasebackup = "basebackup"
-)
-
 // Options are the inputs of a run from outside the inventory.
 type Options struct {
 	// Password is the replication role's password (from the variable
