@@ -296,11 +296,12 @@ func relayTar(ctx context.Context, s *State, ps, hs host.Streamer, primName, nam
 		}
 		pw.CloseWithError(prodErr)
 	}()
+	pctx, stopProgress := context.WithCancel(rctx)
 	go func() {
 		defer wg.Done()
-		for rctx.Err() == nil {
+		for pctx.Err() == nil {
 			bar.Set(cw.n.Load())
-			_ = sleepCtx(rctx, 500)
+			_ = sleepCtx(pctx, 500)
 		}
 	}()
 	extract := asPostgres(host.Join("tar", "-C", dd, "-x", "-f", "-"))
@@ -312,9 +313,12 @@ func relayTar(ctx context.Context, s *State, ps, hs host.Streamer, primName, nam
 	if err != nil {
 		cancel()
 	}
+	stopProgress()
 	wg.Wait()
 	cancel()
-	if prodErr != nil {
+	// The side that failed first is the cause; the other one was stopped.
+	ourCancel := errors.Is(prodErr, context.Canceled) && ctx.Err() == nil
+	if prodErr != nil && (err == nil || !ourCancel) {
 		return prodErr
 	}
 	if err != nil {

@@ -1,15 +1,20 @@
 package apply
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 )
 
@@ -127,5 +132,77 @@ func TestTarExcludes(t *testing.T) {
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s: tar holds\n%s\nwant\n%s", c.v, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
+	}
+}
+
+// relayTar copies the primary's stdout into the standby's stdin, returns
+// when both are done, and stops the producer when the consumer fails.
+func TestRelayTar(t *testing.T) {
+	const n = 5<<20 + 3
+	newPair := func(consume func(ctx context.Context, stdin io.Reader) (host.Result, error)) (*host.Fake, *host.Fake, *atomic.Bool) {
+		prim, sb := host.NewFake("pg1"), host.NewFake("pg2")
+		stopped := &atomic.Bool{}
+		prim.StreamHandler = func(ctx context.Context, cmd host.Cmd, _ io.Reader, stdout io.Writer) (host.Result, error) {
+			if !strings.HasPrefix(cmd.Command, "tar -C /data -c ") {
+				return host.Result{ExitCode: 2}, nil
+			}
+			buf := make([]byte, 64<<10)
+			for left := n; left > 0; {
+				m := min(left, len(buf))
+				if _, err := stdout.Write(buf[:m]); err != nil {
+					stopped.Store(true)
+					return host.Result{ExitCode: 2}, nil
+				}
+				left -= m
+				if ctx.Err() != nil {
+					stopped.Store(true)
+					return host.Result{ExitCode: -1}, ctx.Err()
+				}
+			}
+			return host.Result{ExitCode: 1}, nil // "file changed as we read it" is accepted
+		}
+		sb.StreamHandler = func(ctx context.Context, cmd host.Cmd, stdin io.Reader, _ io.Writer) (host.Result, error) {
+			return consume(ctx, stdin)
+		}
+		return prim, sb, stopped
+	}
+	var out bytes.Buffer
+	s := &State{Out: NewPrinter(&out, false)}
+	var got int64
+	prim, sb, _ := newPair(func(ctx context.Context, stdin io.Reader) (host.Result, error) {
+		c, err := io.Copy(io.Discard, stdin)
+		got = c
+		return host.Result{}, err
+	})
+	done := make(chan error, 1)
+	go func() { done <- relayTar(context.Background(), s, prim, sb, "pg1", "pg2", 170000, "/data", n) }()
+	select {
+	case err := <-done:
+		if err != nil || got != n {
+			t.Fatalf("relayTar = %v, standby got %d bytes, want %d", err, got, n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("relayTar did not return after the copy")
+	}
+	if !strings.Contains(out.String(), "pg2: base backup done: 5.0 MiB") {
+		t.Errorf("no final progress line:\n%s", out.String())
+	}
+
+	// The standby fails after a little: the error names it, the primary stops.
+	prim, sb, stopped := newPair(func(ctx context.Context, stdin io.Reader) (host.Result, error) {
+		io.CopyN(io.Discard, stdin, 1000)
+		return host.Result{ExitCode: 2, Stderr: []byte("tar: disk full")}, nil
+	})
+	go func() { done <- relayTar(context.Background(), s, prim, sb, "pg1", "pg2", 170000, "/data", n) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "pg2: tar -x into /data exited 2: tar: disk full") {
+			t.Fatalf("relayTar = %v, want the standby's failure", err)
+		}
+		if !stopped.Load() {
+			t.Error("the primary's tar was not stopped")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("relayTar did not return after the standby failed")
 	}
 }
