@@ -22,6 +22,9 @@ func TestLabApplyModes(t *testing.T) {
 		{mode: "streaming", transport: "ssh", slot: true},
 		{mode: "hot", transport: "nfs"},
 		{mode: "warm", transport: "nfs"},
+		// The seed's own base backup: no replication connection, a tar
+		// relayed through pgwarm, the WAL from the archive.
+		{mode: "hot", transport: "ssh", seed: "stream-tar"},
 	} {
 		t.Run(sc.name(), func(t *testing.T) {
 			e := newEnv(t, sc)
@@ -32,6 +35,16 @@ func TestLabApplyModes(t *testing.T) {
 			for _, want := range []string{"pg1: archiving works", "pg2: in recovery", "Apply complete"} {
 				if !strings.Contains(r.out, want) {
 					t.Errorf("apply output lacks %q:\n%s", want, r.out)
+				}
+			}
+			if sc.seed == "stream-tar" {
+				for _, want := range []string{"pg1: starting a non-exclusive backup", "relayed through pgwarm", "pg1: backup stopped at", "base backup done: "} {
+					if !strings.Contains(r.out, want) {
+						t.Errorf("apply output lacks %q:\n%s", want, r.out)
+					}
+				}
+				if strings.Contains(r.out, "with pg_basebackup") {
+					t.Errorf("seed stream-tar ran pg_basebackup:\n%s", r.out)
 				}
 			}
 			e.replicates("after-apply-" + sc.name())

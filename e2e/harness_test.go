@@ -40,12 +40,16 @@ type scenario struct {
 	mode      string // warm | hot | streaming
 	transport string // ssh | nfs
 	slot      bool
+	seed      string // replication.seed; empty: the default (basebackup)
 }
 
 func (sc scenario) name() string {
 	n := sc.mode + "_" + sc.transport
 	if sc.slot {
 		n += "_slot"
+	}
+	if sc.seed != "" {
+		n += "_" + sc.seed
 	}
 	return n
 }
@@ -93,6 +97,9 @@ func (e *env) inventory() string {
 	slot := ""
 	if e.sc.slot {
 		slot = "  slot: true\n"
+	}
+	if e.sc.seed != "" {
+		slot += "  seed: " + e.sc.seed + "\n"
 	}
 	return fmt.Sprintf(`cluster: main
 postgres:
