@@ -157,3 +157,80 @@ func TestLabApplyInterrupted(t *testing.T) {
 	}
 	e.planClean()
 }
+
+// TestLabApplyInterruptedStreamTar: an apply killed with SIGKILL while the
+// seed stream-tar relays the tar converges when run again: the re-run sees
+// the partial copy, ends the backup session the killed run left on the
+// primary, and seeds again.
+func TestLabApplyInterruptedStreamTar(t *testing.T) {
+	e := newEnv(t, scenario{mode: "hot", transport: "ssh", seed: "stream-tar"})
+	// Enough data that the copy takes a while.
+	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], "/usr/lib/postgresql/15/bin/pgbench", "-i", "-q", "-s", "20", "postgres")
+
+	first := e.command("apply", "-i", e.inv, "--auto-approve")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Stdout, first.Stderr = pw, pw
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	var out bytes.Buffer
+	var mu sync.Mutex
+	copying := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := sync.Once{}
+		for sc.Scan() {
+			mu.Lock()
+			out.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if strings.HasPrefix(sc.Text(), "pg2: seeding /") && strings.Contains(sc.Text(), "relayed through pgwarm") {
+				once.Do(func() { close(copying) })
+			}
+		}
+	}()
+	select {
+	case <-copying:
+	case <-time.After(5 * time.Minute):
+		first.Process.Kill()
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("the first apply never reached the copy:\n%s", out.String())
+	}
+	time.Sleep(2 * time.Second) // in the middle of the copy
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	mu.Lock()
+	firstOut := out.String()
+	mu.Unlock()
+	if strings.Contains(firstOut, "pg1: backup stopped at") {
+		t.Fatalf("the copy finished before the kill; the test proves nothing:\n%s", firstOut)
+	}
+	// The killed run's backup session still waits on pg1.
+	if got := e.docker("exec", e.lab.Containers["pg1"], "sh", "-c", "pgrep -f [p]gwarm-backup-started | wc -l"); strings.TrimSpace(got) == "0" {
+		t.Errorf("no backup session of the killed run on pg1; expected one to be left for the re-run to end")
+	}
+
+	r := e.pgwarm("apply", "-i", e.inv, "--auto-approve")
+	if r.code != 0 {
+		t.Fatalf("re-run after SIGKILL exited %d:\n%s", r.code, r.out)
+	}
+	for _, want := range []string{"pg2: seeding: an earlier seed did not finish", "pg1: backup stopped at", "pg2: in recovery"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("re-run output lacks %q:\n%s", want, r.out)
+		}
+	}
+	if got := e.docker("exec", e.lab.Containers["pg1"], "sh", "-c", "pgrep -f [p]gwarm-backup-started | wc -l"); strings.TrimSpace(got) != "0" {
+		t.Errorf("pg1: %s backup session(s) still waiting after the re-run", strings.TrimSpace(got))
+	}
+	e.replicates("after-kill-stream-tar")
+	if got := e.mustSQL("pg2", "SELECT count(*) FROM pgbench_accounts"); got != "2000000" {
+		t.Errorf("pg2: pgbench_accounts has %s rows, want 2000000", got)
+	}
+	e.planClean()
+}
