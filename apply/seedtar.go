@@ -41,7 +41,8 @@ const tarBackupWait = 24 * time.Hour
 
 // BackupSQL returns the statements that start and stop a non-exclusive
 // low-level backup on PostgreSQL v: pg_backup_start/pg_backup_stop from 15,
-// pg_start_backup/pg_stop_backup (non-exclusive form) for 9.6 to 14. The
+// pg_start_backup/pg_stop_backup (non-exclusive form) for 9.6 to 14 (9.6's
+// pg_stop_backup takes no wait_for_archive and always waits). The
 // stop statement prints one line: the marker, the stop LSN, and backup_label
 // and tablespace_map in base64 (empty for no tablespace map). Pure.
 func BackupSQL(v inventory.Version, label string) (start, stop string) {
@@ -53,8 +54,12 @@ func BackupSQL(v inventory.Version, label string) (start, stop string) {
 		return "SELECT pg_backup_start(" + sqlString(label) + ", fast => true);\n",
 			sel + " FROM pg_backup_stop(wait_for_archive => true);\n"
 	}
-	return "SELECT pg_start_backup(" + sqlString(label) + ", true, false);\n",
-		sel + " FROM pg_stop_backup(false, true);\n"
+	stop = sel + " FROM pg_stop_backup(false, true);\n"
+	if !v.AtLeast(10) {
+		// 9.6 has no wait_for_archive argument: it always waits.
+		stop = sel + " FROM pg_stop_backup(false);\n"
+	}
+	return "SELECT pg_start_backup(" + sqlString(label) + ", true, false);\n", stop
 }
 
 // BackupScript is the psql script of the backup session: start the backup,

@@ -24,7 +24,8 @@ func TestBackupSQLPerVersion(t *testing.T) {
 		start, stopFrom   string
 		notStart, notStop string
 	}{
-		{90600, "SELECT pg_start_backup('pgwarm seed pg2', true, false);", "FROM pg_stop_backup(false, true);", "pg_backup_start", "pg_backup_stop"},
+		{90600, "SELECT pg_start_backup('pgwarm seed pg2', true, false);", "FROM pg_stop_backup(false);", "pg_backup_start", "pg_backup_stop"},
+		{100000, "SELECT pg_start_backup('pgwarm seed pg2', true, false);", "FROM pg_stop_backup(false, true);", "pg_backup_start", "pg_backup_stop"},
 		{140000, "SELECT pg_start_backup('pgwarm seed pg2', true, false);", "FROM pg_stop_backup(false, true);", "pg_backup_start", "pg_backup_stop"},
 		{150000, "SELECT pg_backup_start('pgwarm seed pg2', fast => true);", "FROM pg_backup_stop(wait_for_archive => true);", "pg_start_backup", "pg_stop_backup"},
 		{180000, "SELECT pg_backup_start('pgwarm seed pg2', fast => true);", "FROM pg_backup_stop(wait_for_archive => true);", "pg_start_backup", "pg_stop_backup"},
