@@ -287,19 +287,23 @@ func relayTar(ctx context.Context, s *State, ps, hs host.Streamer, primName, nam
 	cw := &countWriter{w: pw}
 	bar := s.Out.Progress(name, "base backup", size, 5*time.Second)
 	var wg sync.WaitGroup
-	var prodRes host.Result
-	var prodErr error
+	// The side that fails first is the cause; the other one fails because
+	// it was stopped. Each records its failure before it stops the other.
+	var first error
+	var firstOnce sync.Once
+	fail := func(err error) { firstOnce.Do(func() { first = err }) }
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		prodRes, prodErr = ps.RunStream(rctx, host.Cmd{Command: TarCreateCommand(v, dd)}, nil, cw)
-		if prodErr == nil && prodRes.ExitCode > 1 {
-			prodErr = fmt.Errorf("%s: tar of %s exited %d: %s", primName, dd, prodRes.ExitCode, strings.TrimSpace(string(prodRes.Stderr)))
+		res, err := ps.RunStream(rctx, host.Cmd{Command: TarCreateCommand(v, dd)}, nil, cw)
+		if err == nil && res.ExitCode > 1 {
+			err = fmt.Errorf("%s: tar of %s exited %d: %s", primName, dd, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 		}
-		if prodErr != nil {
+		if err != nil {
+			fail(err)
 			cancel()
 		}
-		pw.CloseWithError(prodErr)
+		pw.CloseWithError(err)
 	}()
 	pctx, stopProgress := context.WithCancel(rctx)
 	go func() {
@@ -314,20 +318,16 @@ func relayTar(ctx context.Context, s *State, ps, hs host.Streamer, primName, nam
 	if err == nil && !res.OK() {
 		err = fmt.Errorf("%s: tar -x into %s exited %d: %s", name, dd, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 	}
-	pr.CloseWithError(errors.Join(err, errors.New("extraction ended")))
 	if err != nil {
+		fail(err)
 		cancel()
 	}
+	pr.CloseWithError(errors.Join(err, errors.New("extraction ended")))
 	stopProgress()
 	wg.Wait()
 	cancel()
-	// The side that failed first is the cause; the other one was stopped.
-	ourCancel := errors.Is(prodErr, context.Canceled) && ctx.Err() == nil
-	if prodErr != nil && (err == nil || !ourCancel) {
-		return prodErr
-	}
-	if err != nil {
-		return err
+	if first != nil {
+		return first
 	}
 	bar.Set(cw.n.Load())
 	bar.Finish()
