@@ -269,8 +269,16 @@ func (archiveStep) Run(ctx context.Context, s *State) error {
 		}
 		return f.Dir && (strings.HasPrefix(s.Inv.Archive.Path, f.Path+"/") || strings.HasPrefix(f.Path, s.Inv.Archive.Home+"/"))
 	})
+	keys := path.Join(s.Inv.Archive.Home, ".ssh", "authorized_keys")
+	before, _ := h.SHA256(ctx, keys)
 	if _, err := ensureAll(ctx, s, h, files); err != nil {
 		return err
+	}
+	if after, _ := h.SHA256(ctx, keys); before != "" && after != before {
+		// Rights changed: open connections would keep the old ones.
+		if err := CloseArchiveSessions(ctx, h, s.Inv.Archive.User); err != nil {
+			return err
+		}
 	}
 	if err := removeTwins(ctx, s, h); err != nil {
 		return err

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,7 +72,7 @@ func TestLabApplyModes(t *testing.T) {
 func TestLabApplyInterrupted(t *testing.T) {
 	e := newEnv(t, scenario{mode: "hot", transport: "ssh"})
 	// Enough data that the base backup takes a while.
-	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], "/usr/lib/postgresql/15/bin/pgbench", "-i", "-q", "-s", "20", "postgres")
+	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], fmt.Sprintf("/usr/lib/postgresql/%d/bin/pgbench", e.lab.PGVersion), "-i", "-q", "-s", "20", "postgres")
 
 	// A saved plan goes stale when a host changes.
 	planFile := filepath.Join(t.TempDir(), "lab.plan")
@@ -83,9 +84,10 @@ func TestLabApplyInterrupted(t *testing.T) {
 	} else {
 		e.noSecret(string(b))
 	}
-	e.docker("exec", e.lab.Containers["pg1"], "sh", "-c", "echo '# changed by hand' >> /etc/postgresql/15/main/pg_hba.conf")
+	hba := fmt.Sprintf("/etc/postgresql/%d/main/pg_hba.conf", e.lab.PGVersion)
+	e.docker("exec", e.lab.Containers["pg1"], "sh", "-c", "echo '# changed by hand' >> "+hba)
 	r := e.pgwarm("apply", "-i", e.inv, planFile)
-	if r.code != 1 || !strings.Contains(r.out, "stale") || !strings.Contains(r.out, planFile) || !strings.Contains(r.out, "pg1: /etc/postgresql/15/main/pg_hba.conf") {
+	if r.code != 1 || !strings.Contains(r.out, "stale") || !strings.Contains(r.out, planFile) || !strings.Contains(r.out, "pg1: "+hba) {
 		t.Fatalf("stale plan: exit %d, want 1 naming the file and pg1's pg_hba.conf:\n%s", r.code, r.out)
 	}
 	if got := e.docker("exec", e.lab.Containers["arch"], "sh", "-c", "test -e /usr/local/bin/pgwarm-wal && echo installed || echo absent"); strings.TrimSpace(got) != "absent" {
@@ -165,7 +167,7 @@ func TestLabApplyInterrupted(t *testing.T) {
 func TestLabApplyInterruptedStreamTar(t *testing.T) {
 	e := newEnv(t, scenario{mode: "hot", transport: "ssh", seed: "stream-tar"})
 	// Enough data that the copy takes a while.
-	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], "/usr/lib/postgresql/15/bin/pgbench", "-i", "-q", "-s", "20", "postgres")
+	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], fmt.Sprintf("/usr/lib/postgresql/%d/bin/pgbench", e.lab.PGVersion), "-i", "-q", "-s", "20", "postgres")
 
 	first := e.command("apply", "-i", e.inv, "--auto-approve")
 	pr, pw, err := os.Pipe()

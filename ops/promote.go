@@ -286,6 +286,11 @@ func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, ne
 		return err
 	}
 	pr.Hostf(arch, "archive access: %s may now add segments, the old primary may only read (%s)", newPrimary, file)
+	// Connections opened under the old lines keep their old rights.
+	if err := apply.CloseArchiveSessions(ctx, h, inv.Archive.User); err != nil {
+		return err
+	}
+	pr.Hostf(arch, "archive access: closed %s's open ssh connections so every client logs in again under the new rights", inv.Archive.User)
 	return nil
 }
 
