@@ -49,12 +49,24 @@ esac
 
 need() { command -v "$1" >/dev/null || die "$1 not found: $2"; }
 
+# want CMD PACKAGE: on a fresh Debian machine, as root, install what the lab
+# needs from Debian's packages instead of stopping (make demo must just work).
+want() {
+  command -v "$1" >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing $2 (apt-get) for $1"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"; } >/dev/null \
+      || die "apt-get install $2 failed"
+  fi
+  need "$1" "apt-get install $2"
+}
+
 base_image() {
   if docker image inspect "debian:$suite" >/dev/null 2>&1; then
     echo "debian:$suite"; return
   fi
   if ! docker image inspect "$base" >/dev/null 2>&1; then
-    need debootstrap "apt-get install debootstrap"
+    want debootstrap debootstrap
     local root
     root=$(mktemp -d /tmp/pgwarm-debootstrap.XXXXXX)
     say "building $base with debootstrap from $mirror (a few minutes, once)"
@@ -86,6 +98,8 @@ images() {
 }
 
 secrets() {
+  want ssh-keygen openssh-client
+  want ssh openssh-client
   mkdir -p "$state"; chmod 0700 "$state"
   [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C pgwarm-lab -f "$state/id_ed25519"
   [ -f "$state/pg_password" ] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$state/pg_password"; }
