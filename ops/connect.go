@@ -7,8 +7,8 @@ import (
 	"github.com/pgwarm/pgwarm/inventory"
 )
 
-// HostConfig is how to reach h over SSH according to the inventory.
-// (Kept here until cmd/pgwarm/connect.go offers the same to every command.)
+// HostConfig is how to reach h over SSH according to the inventory: its ssh
+// defaults merged with h's overrides. Every command dials through it.
 func HostConfig(inv *inventory.Inventory, h inventory.Host, timeout time.Duration) host.Config {
 	s := inv.SSHFor(h)
 	become := ""

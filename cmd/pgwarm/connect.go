@@ -8,25 +8,13 @@ import (
 
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/ops"
 )
 
 // hostConfig is how pgwarm logs in to h: the inventory's ssh defaults
-// merged with h's overrides.
+// merged with h's overrides (one definition, shared with ops).
 func hostConfig(inv *inventory.Inventory, h inventory.Host) host.Config {
-	s := inv.SSHFor(h)
-	become := s.Become
-	if become == "none" {
-		become = ""
-	}
-	return host.Config{
-		Name:           h.Name,
-		Address:        h.Address,
-		Port:           s.Port,
-		User:           s.User,
-		IdentityFile:   s.IdentityFile,
-		KnownHostsFile: s.KnownHosts,
-		Become:         become,
-	}
+	return ops.HostConfig(inv, h, 0)
 }
 
 // dialOptions are the command line's say on connecting (sshFlags); nil
