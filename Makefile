@@ -21,7 +21,7 @@ test-unit: vet
 
 # Integration tests against the lab: required, never skipped.
 test-lab: build lab-up
-	PGWARM_LAB_REQUIRED=1 $(GO) test -count=1 -p 1 -timeout 40m -run 'Lab' ./...
+	PGWARM_LAB_REQUIRED=1 $(GO) test -count=1 -p 1 -timeout 75m -run 'Lab' ./...
 
 test: test-unit test-lab
 
