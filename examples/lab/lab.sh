@@ -117,19 +117,27 @@ running() { [ "$(docker inspect -f '{{.State.Running}}' "$ns-lab$sfx-$1" 2>/dev/
 # image files again when it is re-created, and pg_basebackup then fails with
 # "File exists". A volume behaves like a real disk.
 start_host() {
-  local h=$1 c=$ns-lab$sfx-$1
+  local h=$1 c=$ns-lab$sfx-$1 owner
+  # A container is reused only when it is this checkout's (same state
+  # directory, so same key and password) and runs the current image. Any other
+  # (another clone's lab under the same name, a machine restored with old
+  # containers and a new key, an image rebuilt since) is replaced: lab hosts are disposable,
+  # and a stale one only fails later as "did not answer on ssh".
+  owner="$(cat "$state/id_ed25519.pub" "$state/pg_password" | sha256sum | cut -c1-16)@$state@$(docker image inspect -f '{{.Id}}' "$image")"
   if docker inspect "$c" >/dev/null 2>&1; then
-    if [ "$(docker inspect -f '{{.Config.Image}}' "$c")" != "$image" ]; then
-      die "container $c runs $(docker inspect -f '{{.Config.Image}}' "$c"), not $image: run 'make lab-down' first"
+    if [ "$(docker inspect -f '{{index .Config.Labels "pgwarm.lab.owner"}}' "$c")" = "$owner" ]; then
+      running "$h" || docker start "$c" >/dev/null
+      return
     fi
-    running "$h" || docker start "$c" >/dev/null
-    return
+    say "replacing $c (made by another checkout or from an older image)"
+    docker rm -fv "$c" >/dev/null
   fi
   local hostsargs=()
   for o in "${hosts[@]}"; do [ "$o" = "$h" ] || hostsargs+=(--add-host "$o:${addr[$o]}"); done
   docker run -d --name "$c" --hostname "$h" --network "$net" --ip "${addr[$h]}" \
     "${hostsargs[@]}" -e "LAB_ROLE=${role[$h]}" \
-    --label pgwarm.lab=1 --label "pgwarm.lab.instance=$ns${instance:+-$instance}" -v "$state/share:/lab:ro" \
+    --label pgwarm.lab=1 --label "pgwarm.lab.instance=$ns${instance:+-$instance}" --label "pgwarm.lab.owner=$owner" \
+    -v "$state/share:/lab:ro" \
     --mount type=volume,dst=/var/lib/postgresql \
     --cap-add NET_ADMIN --shm-size 256m "$image" >/dev/null
 }
