@@ -15,7 +15,7 @@ import (
 // connection open (ControlMaster): after authorized_keys changes, only new
 // logins get the new rights. pgwarm's own session runs as another account.
 func CloseArchiveSessions(ctx context.Context, h host.Host, user string) error {
-	res, err := h.Run(ctx, host.Cmd{Command: "pkill -TERM -u " + host.Quote(user) + " -x sshd; true", Timeout: 10 * time.Second})
+	res, err := h.Run(ctx, host.Cmd{Command: "pkill -TERM -u " + host.Quote(user) + " -x 'sshd|sshd-session'; true", Timeout: 10 * time.Second})
 	if err != nil {
 		return err
 	}

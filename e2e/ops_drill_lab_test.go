@@ -124,6 +124,18 @@ func TestOpsDrillLab(t *testing.T) {
 		t.Fatalf("%d transactions acknowledged and archived before the kill are missing on pg2, e.g. id %d", len(lostArchived), lostArchived[0])
 	}
 	p.sql(t, "pg2", "INSERT INTO drill DEFAULT VALUES")
+	// The new primary must archive its timeline (the .history file first):
+	// a rebuilt pg1 can only follow it through the archive.
+	seg2 := p.sql(t, "pg2", "SELECT pg_walfile_name(pg_switch_wal())")
+	archived2 := func() bool {
+		return p.sql(t, "pg2", "SELECT coalesce(last_archived_wal, '') >= '"+seg2+"' FROM pg_stat_archiver") == "t"
+	}
+	for deadline := time.Now().Add(time.Minute); !archived2(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pg2, promoted, did not archive %s within a minute: pg_stat_archiver %s", seg2,
+				p.sql(t, "pg2", "SELECT concat_ws(' ', 'archived', archived_count, last_archived_wal, 'failed', failed_count, last_failed_wal) FROM pg_stat_archiver"))
+		}
+	}
 
 	// pg1 comes back: the lab starts it because promote could not fence it.
 	p.lab.Docker(t, "start", p.lab.Containers["pg1"])
