@@ -158,12 +158,30 @@ func TestOpsDrillLab(t *testing.T) {
 		t.Errorf("pg1 start.conf after rebuild: %q, want auto", got)
 	}
 
-	// Switch back: pg2 answers, so it is fenced (stopped, autostart off).
+	// Switch back: pg2 answers, so it is fenced (stopped, autostart off)
+	// while it takes writes. A fenced primary archives all it acknowledged
+	// before it stops, and pg1 replays that before it is promoted: here not
+	// one acknowledged write may be lost.
+	w2 := startWriter(t, p, "pg2")
+	waitFor(t, 2*time.Minute, "100 writes acknowledged on pg2", func() bool { return len(w2.snapshot()) >= 100 })
 	out, code = p.pgwarm(t, "promote", "--update-inventory", "pg1")
 	if code != 0 || !strings.Contains(out, "pg2: fenced: stopped fast") || !strings.Contains(out, "pg2: automatic start disabled") ||
 		!strings.Contains(out, "pg1: promoted: accepts writes on timeline 3") {
 		t.Fatalf("promote pg1 (switch back): exit %d", code)
 	}
+	<-w2.done
+	onPg1 := p.ids(t, "pg1")
+	var lostFenced []int64
+	acked2 := w2.snapshot()
+	for _, id := range acked2 {
+		if !onPg1[id] {
+			lostFenced = append(lostFenced, id)
+		}
+	}
+	if len(lostFenced) > 0 {
+		t.Fatalf("switch back: %d of %d writes acknowledged on the fenced pg2 are missing on pg1, e.g. id %d", len(lostFenced), len(acked2), lostFenced[0])
+	}
+	t.Logf("drill: switch back with fencing: all %d writes acknowledged on pg2 are on pg1", len(acked2))
 	if got := strings.TrimSpace(p.exec(t, "pg2", "cat /etc/postgresql/"+v+"/main/start.conf | grep -v '^#' | grep .")); got != "manual" {
 		t.Errorf("pg2 start.conf after fencing: %q, want manual", got)
 	}

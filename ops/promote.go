@@ -14,6 +14,7 @@ import (
 	"github.com/pgwarm/pgwarm/apply"
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/templates"
 )
 
 // PromotePlan is what promote will do, decided from one observation.
@@ -113,7 +114,11 @@ func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Pr
 		}
 	}
 	fenced := time.Since(start)
-	if err := grantArchive(ctx, inv, hosts, plan.Target, pr); err != nil {
+	// Until it is out of recovery the target must still read the archive
+	// (the segments the fenced primary archived last, and the history files
+	// that decide its new timeline); right after, it pushes its new
+	// timeline. So it may do both until the promotion is done.
+	if err := grantArchive(ctx, inv, hosts, plan.Target, promotingRights, pr); err != nil {
 		errs = append(errs, err) // the promotion itself can go on; say what to fix
 	}
 	h, err := hosts.Get(ctx, plan.Target)
@@ -138,6 +143,9 @@ func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Pr
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	pr.Hostf(plan.Target, "promoted: accepts writes on timeline %s, %s after the command started (first write in pgwarm.promotions acknowledged; observe %s, fence %s, archive access %s, promote and write %s)",
 		tl, ms(took), ms(observed), ms(fenced-observed), ms(granted-fenced), ms(took-granted))
+	if len(errs) == 0 {
+		errs = append(errs, grantArchive(ctx, inv, hosts, plan.Target, templates.ArchiveRightsPrimary, pr))
+	}
 	if strings.Contains(out, "trigger removed") {
 		pr.Hostf(plan.Target, "removed the stale trigger file %s", inv.Replication.TriggerFile)
 	}
@@ -254,10 +262,14 @@ func authorizedKeys(inv *inventory.Inventory) string {
 	return path.Join(inv.Archive.Home, ".ssh", "authorized_keys")
 }
 
-// grantArchive lets the new primary add segments to an ssh archive (and
-// takes that right from the old primary: a zombie old primary cannot
-// write to the archive of the new timeline). Other transports need nothing.
-func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, newPrimary string, pr *Printer) error {
+// promotingRights are the archive rights of the host being promoted.
+const promotingRights = templates.ArchiveRightsPrimary + ",get"
+
+// grantArchive gives the new primary's key the given rights on an ssh
+// archive, and every other key of the cluster the standbys' (a zombie old
+// primary cannot write to the archive of the new timeline). Other
+// transports need nothing.
+func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, newPrimary, rights string, pr *Printer) error {
 	if inv.Archive.Transport != inventory.TransportSSH || inv.ArchiveIsLocal(inventory.Host{Name: newPrimary}) {
 		return nil
 	}
@@ -271,7 +283,7 @@ func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, ne
 	if err != nil {
 		return err
 	}
-	updated, changed, err := SwapArchiveGrants(string(old), inv.Cluster, newPrimary)
+	updated, changed, err := SwapArchiveGrants(string(old), inv.Cluster, newPrimary, rights)
 	if err != nil {
 		return &host.Error{Host: arch, Err: fmt.Errorf("%s: %w", file, err)}
 	}
@@ -285,7 +297,11 @@ func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, ne
 	if err := h.WriteFile(ctx, file, []byte(updated), st.Mode.Perm(), st.Owner+":"+st.Group); err != nil {
 		return err
 	}
-	pr.Hostf(arch, "archive access: %s may now add segments, the old primary may only read (%s)", newPrimary, file)
+	if rights == promotingRights {
+		pr.Hostf(arch, "archive access: %s may add segments (and read them until its promotion is done), the old primary may only read (%s)", newPrimary, file)
+	} else {
+		pr.Hostf(arch, "archive access: %s may only add segments now that it is the primary (%s)", newPrimary, file)
+	}
 	// Connections opened under the old lines keep their old rights.
 	if err := apply.CloseArchiveSessions(ctx, h, inv.Archive.User); err != nil {
 		return err
@@ -297,11 +313,12 @@ func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, ne
 var allowRE = regexp.MustCompile(`--allow [a-z,]+`)
 
 // SwapArchiveGrants rewrites the archive host's authorized_keys lines of a
-// cluster so that newPrimary's key may push and every other key of the
-// cluster may get, clean up, list and verify, exactly as apply renders
-// them once the inventory names newPrimary as primary. Keys are told apart
-// by the comment apply gives them ("postgres@HOST pgwarm CLUSTER"). Pure.
-func SwapArchiveGrants(content, cluster, newPrimary string) (string, bool, error) {
+// cluster so that newPrimary's key has the given rights and every other key
+// of the cluster the standbys'; with templates.ArchiveRightsPrimary that is
+// exactly what apply renders once the inventory names newPrimary as
+// primary. Keys are told apart by the comment apply gives them
+// ("postgres@HOST pgwarm CLUSTER"). Pure.
+func SwapArchiveGrants(content, cluster, newPrimary, rights string) (string, bool, error) {
 	lines := strings.Split(content, "\n")
 	found := false
 	changed := false
@@ -314,9 +331,9 @@ func SwapArchiveGrants(content, cluster, newPrimary string) (string, bool, error
 			continue
 		}
 		owner := strings.TrimPrefix(f[len(f)-3], "postgres@")
-		want := "--allow get,cleanup,list,verify"
+		want := "--allow " + templates.ArchiveRightsStandby
 		if owner == newPrimary {
-			want, found = "--allow push", true
+			want, found = "--allow "+rights, true
 		}
 		n := allowRE.ReplaceAllString(l, want)
 		if n != l {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/templates"
 )
 
 // row builds one observed host: inventory role, observed role, state, timeline.
@@ -73,7 +74,7 @@ command="/usr/local/bin/pgwarm-wal serve --root '/srv/pgwarm/other' --allow push
 `
 
 func TestSwapArchiveGrants(t *testing.T) {
-	got, changed, err := SwapArchiveGrants(authKeys, "main", "pg2")
+	got, changed, err := SwapArchiveGrants(authKeys, "main", "pg2", templates.ArchiveRightsPrimary)
 	if err != nil || !changed {
 		t.Fatalf("changed %v err %v", changed, err)
 	}
@@ -85,12 +86,21 @@ func TestSwapArchiveGrants(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 	// Idempotent; the other cluster's line is untouched.
-	again, changed, err := SwapArchiveGrants(got, "main", "pg2")
+	again, changed, err := SwapArchiveGrants(got, "main", "pg2", templates.ArchiveRightsPrimary)
 	if err != nil || changed || again != got {
 		t.Errorf("second swap: changed %v err %v", changed, err)
 	}
-	if _, _, err := SwapArchiveGrants(authKeys, "main", "pg3"); err == nil {
+	if _, _, err := SwapArchiveGrants(authKeys, "main", "pg3", templates.ArchiveRightsPrimary); err == nil {
 		t.Error("no error for a host without a key line")
+	}
+	// While it is promoted the target reads too; afterwards only pushes.
+	during, changed, err := SwapArchiveGrants(authKeys, "main", "pg2", promotingRights)
+	if err != nil || !changed || !strings.Contains(during, "--allow push,get\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA2") {
+		t.Errorf("promoting rights: changed %v err %v\n%s", changed, err, during)
+	}
+	after, _, err := SwapArchiveGrants(during, "main", "pg2", templates.ArchiveRightsPrimary)
+	if err != nil || after != want {
+		t.Errorf("after the promotion: err %v\n%s", err, after)
 	}
 }
 

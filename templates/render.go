@@ -22,6 +22,15 @@ import (
 //go:embed files/*.tmpl
 var builtin embed.FS
 
+
+// The pgwarm-wal serve rights (--allow) of a PostgreSQL host's key on the
+// archive host: the primary may only add segments (a compromised primary
+// can neither read nor delete the archive); standbys read and clean up.
+const (
+	ArchiveRightsPrimary = "push"
+	ArchiveRightsStandby = "get,cleanup,list,verify"
+)
+
 // Names returns the names of the built-in templates, sorted; an operator's
 // templates_dir may hold files by these names to replace them.
 func Names() []string {
@@ -507,9 +516,9 @@ func (r *renderer) archiveHost(h inventory.Host) {
 		var entries []entry
 		var needs []string
 		for _, c := range clients {
-			allow := "get,cleanup,list,verify"
+			allow := ArchiveRightsStandby
 			if c.Role == inventory.RolePrimary {
-				allow = "push"
+				allow = ArchiveRightsPrimary
 			}
 			entries = append(entries, entry{
 				Command:     inventory.DefaultHelperPath + " serve --root " + shquote(a.Path) + " --allow " + allow,
