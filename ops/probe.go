@@ -286,6 +286,17 @@ func firstLine(b []byte) string {
 // changing anything. A host that cannot be reached becomes a row in state
 // unreachable, never an error: status must report on a broken pair.
 func Observe(ctx context.Context, inv *inventory.Inventory, hosts Hosts) *Report {
+	return observe(ctx, inv, hosts, true)
+}
+
+// ObserveRoles is Observe without the archive's listing: what promote
+// needs to decide, with every host dialed (the archive host's connection
+// is ready for the grant that follows).
+func ObserveRoles(ctx context.Context, inv *inventory.Inventory, hosts Hosts) *Report {
+	return observe(ctx, inv, hosts, false)
+}
+
+func observe(ctx context.Context, inv *inventory.Inventory, hosts Hosts, withArchive bool) *Report {
 	r := &Report{Cluster: inv.Cluster, Mode: string(inv.Replication.Mode)}
 	r.Hosts = make([]HostStatus, len(inv.Hosts))
 	names := make([]string, len(inv.Hosts))
@@ -306,7 +317,7 @@ func Observe(ctx context.Context, inv *inventory.Inventory, hosts Hosts) *Report
 		} else {
 			row.State, row.Role = StateUp, string(inventory.RoleArchive)
 		}
-		if inv.ArchiveIsLocal(ih) {
+		if withArchive && inv.ArchiveIsLocal(ih) {
 			res, err := h.Run(ctx, host.Cmd{Command: archiveScript(inv), Timeout: time.Minute})
 			if err != nil {
 				row.Archive = &Archive{Path: inv.Archive.Path, Error: errText(name, err)}
