@@ -84,15 +84,14 @@ base_image() {
 
 images() {
   need docker "install Docker"
-  local from
-  from=$(base_image) || exit 1
-  docker image inspect "$from" >/dev/null 2>&1 || die "base image $from missing"
   # Rebuild only when the Dockerfile or its files changed: a label holds their hash.
-  local sum
+  local sum from
   sum=$(cat "$here/Dockerfile" "$here/entrypoint.sh" "$here/sshd_config" | sha256sum | cut -c1-16)
   if [ "$(docker image inspect -f '{{index .Config.Labels "pgwarm.lab.sum"}}' "$image" 2>/dev/null)" = "$sum" ]; then
     return
   fi
+  from=$(base_image) || exit 1
+  docker image inspect "$from" >/dev/null 2>&1 || die "base image $from missing"
   say "building $image from $from"
   docker build -q --build-arg "BASE=$from" --label "pgwarm.lab.sum=$sum" -t "$image" "$here" >/dev/null
 }
