@@ -6,7 +6,9 @@
 //	offset size field
 //	0      8    magic "PGWARMW1"
 //	8      1    compression (0 none, 1 gzip, 2 zstd)
-//	9      3    reserved, zero
+//	9      1    filter applied before compression (0 none, 1 page headers first)
+//	10     1    log2 of the filter's page size (0 without a filter)
+//	11     1    reserved, zero
 //	12     4    wal_segment_size from the WAL page header (0 if not WAL)
 //	16     8    uncompressed content size
 //	24     8    system identifier from the WAL page header (0 if not WAL)
@@ -19,6 +21,18 @@
 // segment closed early by archive_timeout is a little WAL followed by
 // zeros, and dropping them is what makes an idle switch cost a few hundred
 // bytes instead of 16 MiB (and costs no CPU to compress).
+//
+// Filter 1 (PageHeaders) is a byte permutation of the stored content made
+// for WAL: the first 24 bytes of every page (the page header, whose
+// xlp_pageaddr is XORed with the address the page would have if the pages
+// followed the first one) come first, then the rest of every page in order.
+// Page headers interrupt every record and full-page image that crosses a
+// page boundary; moved aside they cost the compressor a few bytes per page
+// instead of breaking its matches, which makes busy WAL ~7% smaller with
+// zstd. The permutation is exact for any bytes (garbage in, the same
+// garbage out), and the sha256 is of the original content, so files
+// written before the filter existed (byte 9 zero) read as before, and the
+// same content shipped by an old and a new pgwarm-wal compares equal.
 package walfile
 
 import (
@@ -31,6 +45,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/bits"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -74,9 +89,24 @@ func ParseCompression(s string) (Compression, error) {
 	return 0, fmt.Errorf("unknown compression %q (want zstd, gzip or none)", s)
 }
 
+// Filter is the reversible transform applied before compression.
+type Filter uint8
+
+const (
+	NoFilter    Filter = 0
+	PageHeaders Filter = 1 // WAL page headers moved to the front
+)
+
+// pageHeaderLen is how much of each page PageHeaders moves: the short page
+// header (XLogPageHeaderData, MAXALIGNed). The long header of a segment's
+// first page is 40 bytes; its last 16 stay with the page body.
+const pageHeaderLen = 24
+
 // Header describes one archived file.
 type Header struct {
 	Compression Compression
+	Filter      Filter
+	PageShift   uint8 // log2 of the filter's page size; 0 without a filter
 	SegSize     uint32
 	Size        uint64
 	SysID       uint64
@@ -97,6 +127,8 @@ func (h Header) Marshal() []byte {
 	b := make([]byte, HeaderSize)
 	copy(b, magic)
 	b[8] = byte(h.Compression)
+	b[9] = byte(h.Filter)
+	b[10] = h.PageShift
 	binary.LittleEndian.PutUint32(b[12:], h.SegSize)
 	binary.LittleEndian.PutUint64(b[16:], h.Size)
 	binary.LittleEndian.PutUint64(b[24:], h.SysID)
@@ -117,11 +149,13 @@ func UnmarshalHeader(b []byte) (Header, error) {
 	if got, want := crc32.Checksum(b[:72], castagnoli), binary.LittleEndian.Uint32(b[72:]); got != want {
 		return Header{}, fmt.Errorf("%w: header checksum %08x, expected %08x", ErrCorrupt, got, want)
 	}
-	if b[9]|b[10]|b[11]|b[76]|b[77]|b[78]|b[79] != 0 {
+	if b[11]|b[76]|b[77]|b[78]|b[79] != 0 {
 		return Header{}, fmt.Errorf("%w: reserved header bytes are not zero", ErrCorrupt)
 	}
 	h := Header{
 		Compression: Compression(b[8]),
+		Filter:      Filter(b[9]),
+		PageShift:   b[10],
 		SegSize:     binary.LittleEndian.Uint32(b[12:]),
 		Size:        binary.LittleEndian.Uint64(b[16:]),
 		SysID:       binary.LittleEndian.Uint64(b[24:]),
@@ -134,53 +168,174 @@ func UnmarshalHeader(b []byte) (Header, error) {
 	if h.Compression > Zstd {
 		return Header{}, fmt.Errorf("%w: unknown compression code %d", ErrCorrupt, b[8])
 	}
+	switch {
+	case h.Filter > PageHeaders:
+		return Header{}, fmt.Errorf("%w: unknown filter code %d (written by a newer pgwarm-wal?)", ErrCorrupt, b[9])
+	case h.Filter == NoFilter && h.PageShift != 0:
+		return Header{}, fmt.Errorf("%w: page size without a filter", ErrCorrupt)
+	case h.Filter == PageHeaders && (h.PageShift < 6 || h.PageShift > 20):
+		return Header{}, fmt.Errorf("%w: implausible filter page size 2^%d", ErrCorrupt, h.PageShift)
+	}
 	return h, nil
 }
 
-// Encode builds a complete archive file from content.
+// Encode builds a complete archive file from content. info.BlockSz, when
+// set (WAL), enables the PageHeaders filter for compressed files.
 func Encode(content []byte, c Compression, info PageInfo) ([]byte, Header, error) {
-	h := Header{Compression: c, Size: uint64(len(content)), SHA256: sha256.Sum256(content),
-		SysID: info.SysID, SegSize: info.SegSize}
-	content = bytes.TrimRight(content, "\x00")
-	h.Stored = uint64(len(content))
-	var buf bytes.Buffer
-	buf.Grow(HeaderSize + len(content)/8)
-	buf.Write(h.Marshal())
-	switch c {
-	case None:
-		buf.Write(content)
-	case Gzip:
-		zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
-		if err != nil {
-			return nil, Header{}, err
-		}
-		if _, err := zw.Write(content); err != nil {
-			return nil, Header{}, err
-		}
-		if err := zw.Close(); err != nil {
-			return nil, Header{}, err
-		}
-	case Zstd:
-		// SpeedDefault: WAL of a busy pgbench run compresses ~3x and a
-		// forced idle switch (16 MiB of zeros) to a few hundred bytes; higher
-		// levels cost more CPU than the bytes they save here (see bench/wal).
-		// One goroutine: the archiver runs next to a busy PostgreSQL, and
-		// parallel block encoding measured slower on a loaded 2-core host.
-		zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
-		if err != nil {
-			return nil, Header{}, err
-		}
-		if _, err := zw.Write(content); err != nil {
-			return nil, Header{}, err
-		}
-		if err := zw.Close(); err != nil {
-			return nil, Header{}, err
-		}
-	default:
+	if c > Zstd {
 		return nil, Header{}, fmt.Errorf("unknown compression %d", c)
 	}
-	return buf.Bytes(), h, nil
+	// The checksum runs on a second core while this one compresses; every
+	// return below waits for it, so content stays untouched (and mapped)
+	// only as long as the caller expects.
+	sumc := make(chan [32]byte, 1)
+	go func() { sumc <- sha256.Sum256(content) }()
+	h := Header{Compression: c, Size: uint64(len(content)), SysID: info.SysID, SegSize: info.SegSize}
+	stored := content[:storedLen(content)]
+	h.Stored = uint64(len(stored))
+	if c != None && info.BlockSz >= 1<<6 && info.BlockSz <= 1<<20 && info.BlockSz&(info.BlockSz-1) == 0 && len(stored) > pageHeaderLen {
+		h.Filter, h.PageShift = PageHeaders, uint8(bits.TrailingZeros32(info.BlockSz))
+	}
+	out := make([]byte, HeaderSize, HeaderSize+len(stored)/8+4096)
+	buf := bytes.NewBuffer(out)
+	err := compress(buf, stored, h)
+	h.SHA256 = <-sumc
+	if err != nil {
+		return nil, Header{}, err
+	}
+	file := buf.Bytes()
+	copy(file, h.Marshal())
+	return file, h, nil
+}
+
+// compress writes the body of an archive file for stored to w.
+func compress(w io.Writer, stored []byte, h Header) error {
+	write := func(w io.Writer) error {
+		if h.Filter == PageHeaders {
+			return writePageHeadersFirst(w, stored, h.PageShift)
+		}
+		_, err := w.Write(stored)
+		return err
+	}
+	switch h.Compression {
+	case None:
+		return write(w)
+	case Gzip:
+		zw, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
+		if err != nil {
+			return err
+		}
+		if err := write(zw); err != nil {
+			return err
+		}
+		return zw.Close()
+	case Zstd:
+		// SpeedDefault: with the PageHeaders filter busy pgbench WAL
+		// compresses a little better than libzstd level 3 (pgBackRest), and
+		// a forced idle switch costs nothing (trailing zeros are not
+		// stored). One goroutine: the streaming encoder's own concurrency
+		// measured no faster here, and the second core is busy with sha256.
+		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+		if err != nil {
+			return err
+		}
+		if err := write(zw); err != nil {
+			return err
+		}
+		return zw.Close()
+	}
+	return fmt.Errorf("unknown compression %d", h.Compression)
+}
+
+// storedLen is len(content) without its trailing zeros, compared a page
+// at a time (an idle segment is 16 MiB of them).
+func storedLen(content []byte) int {
+	var zero [4096]byte
+	n := len(content)
+	for n >= len(zero) && bytes.Equal(content[n-len(zero):n], zero[:]) {
+		n -= len(zero)
+	}
+	for n > 0 && content[n-1] == 0 {
+		n--
+	}
+	return n
+}
+
+// pageLayout returns how PageHeaders splits n bytes into pages of
+// 1<<shift: the number of pages and the length of the header part.
+func pageLayout(n int, shift uint8) (pages, hdrLen int) {
+	page := 1 << shift
+	pages = (n + page - 1) / page
+	if pages == 0 {
+		return 0, 0
+	}
+	return pages, (pages-1)*pageHeaderLen + min(pageHeaderLen, n-(pages-1)*page)
+}
+
+// xorPageAddr XORs bytes 8..16 of a moved page header (xlp_pageaddr) with
+// the address that page has when the pages follow the first one, so the
+// headers of a normal segment become constant bytes.
+func xorPageAddr(hdr []byte, base uint64, off int) {
+	if len(hdr) >= 16 {
+		binary.LittleEndian.PutUint64(hdr[8:], binary.LittleEndian.Uint64(hdr[8:])^(base+uint64(off)))
+	}
+}
+
+// writePageHeadersFirst writes the PageHeaders permutation of src to w.
+func writePageHeadersFirst(w io.Writer, src []byte, shift uint8) error {
+	page := 1 << shift
+	pages, hdrLen := pageLayout(len(src), shift)
+	hdrs := make([]byte, 0, hdrLen)
+	var base uint64
+	for i := 0; i < pages; i++ {
+		off := i * page
+		start := len(hdrs)
+		hdrs = append(hdrs, src[off:min(off+pageHeaderLen, len(src))]...)
+		if i == 0 {
+			if len(hdrs) >= 16 {
+				base = binary.LittleEndian.Uint64(hdrs[8:])
+			}
+			continue
+		}
+		xorPageAddr(hdrs[start:], base, off)
+	}
+	if _, err := w.Write(hdrs); err != nil {
+		return err
+	}
+	for off := 0; off < len(src); off += page {
+		if body := src[min(off+pageHeaderLen, len(src)):min(off+page, len(src))]; len(body) > 0 {
+			if _, err := w.Write(body); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// undoPageHeadersFirst writes into dst (len(dst) == len(src)) the content
+// whose PageHeaders permutation is src.
+func undoPageHeadersFirst(dst, src []byte, shift uint8) {
+	page := 1 << shift
+	pages, hdrLen := pageLayout(len(src), shift)
+	hp, bp := 0, hdrLen
+	var base uint64
+	for i := 0; i < pages; i++ {
+		off := i * page
+		hl := min(pageHeaderLen, len(src)-off)
+		copy(dst[off:off+hl], src[hp:hp+hl])
+		hp += hl
+		if i == 0 {
+			if hl >= 16 {
+				base = binary.LittleEndian.Uint64(dst[8:])
+			}
+		} else {
+			xorPageAddr(dst[off:off+hl], base, off)
+		}
+		bl := min(off+page, len(src)) - (off + hl)
+		copy(dst[off+hl:off+hl+bl], src[bp:bp+bl])
+		bp += bl
+	}
 }
 
 // Decode checks a complete archive file and returns its content. Any
@@ -221,7 +376,11 @@ func Decode(file []byte) ([]byte, Header, error) {
 	if uint64(len(content)) != h.Stored {
 		return nil, h, fmt.Errorf("%w: stored content is %d bytes, header says %d", ErrCorrupt, len(content), h.Stored)
 	}
-	if h.Size > h.Stored {
+	if h.Filter == PageHeaders {
+		full := make([]byte, h.Size) // zeroed: restores the trailing zeros
+		undoPageHeadersFirst(full[:h.Stored], content, h.PageShift)
+		content = full
+	} else if h.Size > h.Stored {
 		full := make([]byte, h.Size) // zeroed: restores the trailing zeros
 		copy(full, content)
 		content = full
