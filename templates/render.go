@@ -240,8 +240,8 @@ func (r *renderer) postgresHost(h inventory.Host) {
 	var notes []string
 	if standby && v.AtLeast(12) {
 		notes = append(notes,
-			"restore_command returns at once when a segment is missing: standby.signal makes",
-			"PostgreSQL retry by itself, and a waiting command would hold up pg_ctl promote.")
+			"restore_command waits up to a second for a segment not archived yet and gets it the",
+			"moment it lands; it stops waiting when a promotion is requested.")
 		if v.AtLeast(16) {
 			notes = append(notes, "PostgreSQL 16 removed promote_trigger_file: promote with pgwarm promote (pg_ctl promote).")
 		}
@@ -285,8 +285,8 @@ func (r *renderer) postgresHost(h inventory.Host) {
 					Notes    []string
 					Settings []Setting
 				}{r.header(h), []string{
-					"standby_mode makes PostgreSQL retry a missing segment itself, so restore_command",
-					"returns at once (no pg_standby-style wait); trigger_file ends recovery.",
+					"standby_mode makes PostgreSQL retry a missing segment itself; restore_command waits",
+					"up to a second for it (never pg_standby-style); trigger_file ends recovery.",
 				}, RecoverySettings(inv, h.Name)}),
 				Reason: "recovery settings (PostgreSQL 11 and earlier)",
 			})

@@ -116,15 +116,28 @@ func baseSettings(inv *inventory.Inventory, h inventory.Host) map[string]string 
 //
 // restore_command never uses pgwarm-wal's --wait: from 9.0 on, standby mode
 // (standby_mode=on up to 11, standby.signal from 12) makes PostgreSQL retry a
-// missing segment itself every wal_retrieve_retry_interval, so the helper
-// must return at once. A waiting restore_command would block `pg_ctl
-// promote` until the next segment arrives, and from 16 there is no trigger
-// file it could watch instead.
+// missing segment itself every wal_retrieve_retry_interval, and an unbounded
+// wait would block `pg_ctl promote` until the next segment arrives. Instead
+// it lingers: the archive host hands a segment over the moment it lands (a
+// poll every few seconds would add that much delay), for at most
+// restoreLinger, and the helper stops waiting as soon as the data
+// directory's promote file (pg_ctl promote, pg_promote(), every version) or
+// the trigger file appears.
+// restoreLinger bounds one lingering restore: how long a standby is deaf
+// to PostgreSQL's own loop (a streaming standby falling back to the archive
+// retries its primary after it). Idle, a standby asks the archive about
+// once per linger.
+const restoreLinger = "1s"
+
 func recoverySettings(inv *inventory.Inventory, h inventory.Host) []Setting {
 	v := inv.Postgres.Version
 	r := inv.Replication
+	restore := []string{"--linger", restoreLinger}
+	if !v.AtLeast(16) {
+		restore = append(restore, "--trigger", shquote(r.TriggerFile))
+	}
 	out := []Setting{
-		{"restore_command", helperCmd(inv, h, "restore", "%f", "%p")},
+		{"restore_command", helperCmd(inv, h, "restore", append(restore, "%f", "%p")...)},
 		// 'latest' is the default only from 12; explicit so a standby follows a promotion.
 		{"recovery_target_timeline", "latest"},
 	}

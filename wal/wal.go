@@ -85,10 +85,17 @@ func Fetch(ctx context.Context, a archive.Archive, n segname.Name, wait time.Dur
 	return content, nil
 }
 
-// WaitOptions turn restore into a pg_standby-like waiter.
+// WaitOptions turn restore into a pg_standby-like waiter, or let it linger.
 type WaitOptions struct {
 	Wait    bool
 	Trigger string
+	// Linger (without Wait): a segment that is not archived yet is waited
+	// for up to this long and handed over the moment it lands, then restore
+	// exits 1 so PostgreSQL's own retry loop runs (promotion, streaming).
+	// It stops at once when PostgreSQL is asked to promote (the promote file
+	// pg_ctl promote and pg_promote() write into the data directory, which
+	// is DEST's grandparent, pg_wal/RECOVERYXLOG) or Trigger appears.
+	Linger time.Duration
 	// Poll is how long one archive probe may wait; the trigger file is
 	// checked between probes. Zero means one second.
 	Poll time.Duration
@@ -100,8 +107,20 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 	if err != nil {
 		return err
 	}
+	if w.Wait && w.Linger > 0 {
+		return archive.Errorf(archive.KindBadInput, "--linger is for standby mode (PostgreSQL retries); --wait already waits until the segment or the trigger appears")
+	}
 	if !w.Wait {
-		content, err := Fetch(ctx, a, n, 0)
+		var content []byte
+		if w.Linger > 0 && n.Kind == segname.Segment {
+			watch := []string{filepath.Join(filepath.Dir(filepath.Dir(dest)), "promote")}
+			if w.Trigger != "" {
+				watch = append(watch, w.Trigger)
+			}
+			content, err = fetchUntilPromoted(ctx, a, n, w.Linger, watch)
+		} else {
+			content, err = Fetch(ctx, a, n, 0)
+		}
 		if err != nil {
 			return err
 		}
@@ -148,6 +167,49 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 			return ctx.Err()
 		}
 	}
+}
+
+// promotePoll is how often a lingering restore looks for a promotion.
+const promotePoll = 20 * time.Millisecond
+
+// fetchUntilPromoted is Fetch waiting up to linger, cut short when any of
+// the watched files appears: a promotion must not wait for the next segment.
+func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, linger time.Duration, watch []string) ([]byte, error) {
+	if f := firstExisting(watch); f != "" {
+		return nil, archive.Errorf(archive.KindNotFound, "%s: not waiting, %s exists (promotion requested)", n, f)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	promoted := errors.New("promotion requested")
+	go func() {
+		t := time.NewTicker(promotePoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if firstExisting(watch) != "" {
+					cancel(promoted)
+					return
+				}
+			}
+		}
+	}()
+	content, err := Fetch(ctx, a, n, linger)
+	if err != nil && errors.Is(context.Cause(ctx), promoted) {
+		return nil, archive.Errorf(archive.KindNotFound, "%s is not archived yet and a promotion was requested: not waiting for it", n)
+	}
+	return content, err
+}
+
+func firstExisting(paths []string) string {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
 }
 
 // readTrigger reports whether the trigger exists and its first word.

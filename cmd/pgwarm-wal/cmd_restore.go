@@ -12,7 +12,8 @@ func restoreCommand() *cli.Command {
 		ArgsUsage: "NAME DEST",
 		Flags: append(archiveFlags(),
 			&cli.BoolFlag{Name: "wait", Usage: "warm standby: wait for the segment like pg_standby until it arrives or the trigger file appears"},
-			&cli.StringFlag{Name: "trigger", Usage: "trigger `FILE` that ends recovery (content \"fast\": now; anything else: after replaying what is archived)"},
+			&cli.StringFlag{Name: "trigger", Usage: "trigger `FILE` that ends recovery (content \"fast\": now; anything else: after replaying what is archived); with --linger it only cuts the wait short"},
+			&cli.DurationFlag{Name: "linger", Usage: "standby mode: wait up to `D` for a segment that is not archived yet, handing it over the moment it lands; exit 1 after D, or at once when PostgreSQL is asked to promote"},
 		),
 		Action: func(c *cli.Context) error {
 			name := c.Args().Get(0)
@@ -25,7 +26,7 @@ func restoreCommand() *cli.Command {
 			}
 			defer a.Close()
 			return fail("restore", name, wal.Restore(c.Context, a, name, c.Args().Get(1),
-				wal.WaitOptions{Wait: c.Bool("wait"), Trigger: c.String("trigger")}))
+				wal.WaitOptions{Wait: c.Bool("wait"), Trigger: c.String("trigger"), Linger: c.Duration("linger")}))
 		},
 	}
 }

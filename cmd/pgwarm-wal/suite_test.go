@@ -39,6 +39,7 @@ func TestArchiveSuite(t *testing.T) {
 			t.Run("cleanup and gaps", func(t *testing.T) { suiteCleanupGaps(t, mk(t)) })
 			t.Run("bad input", func(t *testing.T) { suiteBadInput(t, mk(t)) })
 			t.Run("wait and trigger", func(t *testing.T) { suiteWait(t, mk(t)) })
+			t.Run("linger", func(t *testing.T) { suiteLinger(t, mk(t)) })
 		})
 	}
 }
@@ -274,4 +275,65 @@ func suiteWait(t *testing.T, b backend) {
 		t.Fatal("fast trigger still restored")
 	}
 	b.run(t, "restore", "--wait", "--archive", b.url, seg2, filepath.Join(dst, "f")).want(t, 2, "--trigger")
+}
+
+// suiteLinger: standby mode's bounded wait (restore_command --linger).
+func suiteLinger(t *testing.T, b backend) {
+	src := t.TempDir()
+	b.run(t, "ship", "--archive", b.url, writeFile(t, src, seg1, fakeSegment(seg1, sysA, 1)), seg1).want(t, 0)
+	// DEST as PostgreSQL gives it: pg_wal/RECOVERYXLOG under the data directory.
+	data := t.TempDir()
+	if err := os.Mkdir(filepath.Join(data, "pg_wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(data, "pg_wal", "RECOVERYXLOG")
+	restore := func(name string, extra ...string) result {
+		return b.run(t, append(append([]string{"restore", "--archive", b.url}, extra...), name, dest)...)
+	}
+
+	// Archived: at once. A history probe never lingers.
+	restore(seg1, "--linger", "30s").want(t, 0)
+	h := restore("00000002.history", "--linger", "30s")
+	h.want(t, 1)
+	if h.took > 10*time.Second {
+		t.Fatalf("history probe lingered %v", h.took)
+	}
+	// Not archived: waits for the segment and hands it over once it lands.
+	p2 := writeFile(t, src, seg2, fakeSegment(seg2, sysA, 2))
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		b.run(t, "ship", "--archive", b.url, p2, seg2)
+	}()
+	r := restore(seg2, "--linger", "30s")
+	r.want(t, 0)
+	if r.took < 250*time.Millisecond {
+		t.Fatalf("restore of %s returned after %v, before it was shipped", seg2, r.took)
+	}
+	if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, fakeSegment(seg2, sysA, 2)) {
+		t.Fatalf("restored %s differs (err %v)", seg2, err)
+	}
+	// Never landing: exit 1 once the linger is over, so PostgreSQL's loop runs.
+	r = restore(seg3, "--linger", "500ms")
+	r.want(t, 1)
+	if r.took < 450*time.Millisecond {
+		t.Fatalf("gave up on %s after %v, before --linger 500ms", seg3, r.took)
+	}
+	// A promotion cuts the wait short: pg_ctl promote's file in the data
+	// directory, or the trigger file.
+	trigger := filepath.Join(t.TempDir(), "promote.trigger")
+	for _, f := range []string{filepath.Join(data, "promote"), trigger} {
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_ = os.WriteFile(f, nil, 0o600)
+		}()
+		r := restore(seg3, "--linger", "30s", "--trigger", trigger)
+		r.want(t, 1, "promotion")
+		if r.took > 10*time.Second {
+			t.Fatalf("%s appeared but restore lingered %v", f, r.took)
+		}
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restore(seg3, "--linger", "1s", "--wait", "--trigger", trigger).want(t, 2, "--linger")
 }

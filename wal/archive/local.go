@@ -32,8 +32,9 @@ const (
 	MetaFile  = "pgwarm-archive.json"
 	WALDir    = "wal"
 	tmpPrefix = ".tmp-"
-	// pollEvery bounds how late restore --wait notices a new file.
-	pollEvery = 100 * time.Millisecond
+	// pollEvery bounds how late a waiting get notices a new file: one
+	// stat per period and waiting standby, so it can be short.
+	pollEvery = 20 * time.Millisecond
 )
 
 // Local is a directory archive. Root must already exist: when an NFS mount
@@ -186,6 +187,9 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 
 // Get implements Archive.
 func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) ([]byte, error) {
+	if wait > 0 && !l.worthWaiting(name) {
+		wait = 0
+	}
 	deadline := time.Now().Add(wait)
 	for {
 		if err := l.CheckRoot(); err != nil {
@@ -207,6 +211,28 @@ func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) 
 		case <-time.After(min(pollEvery, time.Until(deadline))):
 		}
 	}
+}
+
+// worthWaiting applies pg_standby's rule here, beside the files, so every
+// client that waits gets it: only a segment of the newest timeline the
+// archive knows (or any segment of an empty archive) is worth waiting for;
+// a probe for a history file, or for a segment of a timeline that has been
+// superseded, is answered at once. Names only: no file is opened.
+func (l *Local) worthWaiting(want segname.Name) bool {
+	if want.Kind != segname.Segment {
+		return false
+	}
+	des, err := os.ReadDir(l.walDir())
+	if err != nil {
+		return true // the read that follows reports the problem
+	}
+	names := make([]segname.Name, 0, len(des))
+	for _, de := range des {
+		if n, err := segname.Parse(de.Name()); err == nil {
+			names = append(names, n)
+		}
+	}
+	return segname.WorthWaiting(want, names)
 }
 
 // List implements Archive. It reads only the headers.
