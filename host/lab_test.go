@@ -100,6 +100,43 @@ func TestLabBadSudo(t *testing.T) {
 	}
 }
 
+// TestLabDialRun: the first command's own sudo is the sudo check. It runs
+// as root, and a user sudo refuses gets Dial's error, word for word.
+func TestLabDialRun(t *testing.T) {
+	lab := labtest.Require(t)
+	t.Setenv("SSH_AUTH_SOCK", "")
+	ctx := ctxFor(t)
+	h, res, err := host.DialRun(ctx, labConfig(lab, "pg1", lab.User, "sudo"), host.Cmd{Command: "id -un; echo \"$SUDO_USER\"; echo oops >&2; exit 3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if string(res.Stdout) != "root\n"+lab.User+"\n" || string(res.Stderr) != "oops\n" || res.ExitCode != 3 {
+		t.Fatalf("DialRun = %q, %q, exit %d; want root, sudo from %s, oops, exit 3", res.Stdout, res.Stderr, res.ExitCode, lab.User)
+	}
+	if _, err := host.CheckRun(ctx, h, host.Cmd{Command: "true"}); err != nil {
+		t.Fatalf("the connection after DialRun: %v", err)
+	}
+
+	for _, c := range []struct{ name, user, become string }{{"root", "root", ""}, {"no become", lab.User, ""}} {
+		h, res, err := host.DialRun(ctx, labConfig(lab, "arch", c.user, c.become), host.Cmd{Command: "id -un"})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		h.Close()
+		if got := strings.TrimSpace(string(res.Stdout)); got != c.user {
+			t.Errorf("%s: id -un = %q, want %s", c.name, got, c.user)
+		}
+	}
+
+	bad := labConfig(lab, "pg2", lab.NoSudoUser, "sudo")
+	_, dialErr := host.Dial(ctx, bad)
+	h, _, err = host.DialRun(ctx, bad, host.Cmd{Command: "echo never"})
+	if h != nil || !errors.Is(err, host.ErrSudo) || dialErr == nil || err.Error() != dialErr.Error() {
+		t.Fatalf("DialRun as %s: %v\nwant Dial's error: %v", lab.NoSudoUser, err, dialErr)
+	}
+}
+
 func TestLabHostKeys(t *testing.T) {
 	lab := labtest.Require(t)
 	t.Setenv("SSH_AUTH_SOCK", "")

@@ -74,6 +74,19 @@ func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, time
 
 // runTo runs command with its stdout written to stdout.
 func (h *sshHost) runTo(ctx context.Context, command string, stdin io.Reader, stdout io.Writer, timeout time.Duration) (Result, error) {
+	res, err := h.exec(ctx, h.wrap(command), command, stdin, stdout, newPidStripper(), timeout)
+	if err != nil {
+		return res, err
+	}
+	if h.sudo && res.ExitCode == 1 && sudoRefused(res.Stderr) {
+		return res, fmt.Errorf("%w: %s", ErrSudo, firstLine(res.Stderr))
+	}
+	return res, nil
+}
+
+// exec runs the remote command line (command wrapped by wrap) in a new
+// session, with stderr as the session's stderr.
+func (h *sshHost) exec(ctx context.Context, line, command string, stdin io.Reader, stdout io.Writer, stderr *pidStripper, timeout time.Duration) (Result, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -90,9 +103,8 @@ func (h *sshHost) runTo(ctx context.Context, command string, stdin io.Reader, st
 		return Result{}, err
 	}
 	defer sess.Close()
-	stderr := newPidStripper()
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
-	if err := sess.Start(h.wrap(command)); err != nil {
+	if err := sess.Start(line); err != nil {
 		return Result{}, fmt.Errorf("start %s: %w", shortCmd(command), err)
 	}
 	waitc := make(chan error, 1)
@@ -126,10 +138,53 @@ func (h *sshHost) runTo(ctx context.Context, command string, stdin io.Reader, st
 	default:
 		return res, fmt.Errorf("%s: %w", shortCmd(command), werr)
 	}
-	if h.sudo && res.ExitCode == 1 && sudoRefused(res.Stderr) {
-		return res, fmt.Errorf("%w: %s", ErrSudo, firstLine(res.Stderr))
-	}
 	return res, nil
+}
+
+// errSudoCheckTimeout ends a first command still waiting for sudo when
+// the connect timeout is up.
+var errSudoCheckTimeout = errors.New("sudo check timed out")
+
+// runFirst runs cmd as the connection's first command (DialRun). Under
+// become: sudo the command's own `sudo -n` stands in for checkSudo: the
+// wrapper reports its process group only once sudo has let it run, so
+// until then the connect deadline applies, and a command that never got
+// past sudo is explained exactly as checkSudo explains a refusal. sudo
+// runs with LC_ALL=C so that its refusals are recognised; the command
+// inherits it. sudoPhase reports that an error happened before sudo let
+// the command run (a connect error, not a run error).
+func (h *sshHost) runFirst(ctx context.Context, deadline time.Time, cmd Cmd) (res Result, sudoPhase bool, err error) {
+	var stdin io.Reader
+	if cmd.Stdin != nil {
+		stdin = bytes.NewReader(cmd.Stdin)
+	}
+	if !h.sudo {
+		res, err := h.run(ctx, cmd.Command, stdin, cmd.Timeout)
+		return res, false, err
+	}
+	stderr := newPidStripper()
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	t := time.AfterFunc(time.Until(deadline), func() {
+		if !stderr.reported() {
+			cancel(errSudoCheckTimeout)
+		}
+	})
+	defer t.Stop()
+	var stdout lockedBuffer
+	res, err = h.exec(cctx, "LC_ALL=C "+h.wrap(cmd.Command), cmd.Command, stdin, &stdout, stderr, cmd.Timeout)
+	res.Stdout = stdout.Bytes()
+	switch {
+	case errors.Is(context.Cause(cctx), errSudoCheckTimeout):
+		return res, true, fmt.Errorf("sudo check: %w", context.DeadlineExceeded)
+	case stderr.reported():
+		return res, false, err
+	case err != nil:
+		return res, true, fmt.Errorf("sudo check: %w", err)
+	case res.ExitCode == 0: // cannot happen: the wrapper reports before anything else
+		return res, false, nil
+	}
+	return res, true, h.sudoError(res.ExitCode, res.Stderr, "sudo -n")
 }
 
 // newSession opens a session, retrying while sshd refuses it for a
@@ -222,6 +277,7 @@ type pidStripper struct {
 	buf     bytes.Buffer // what the command wrote to stderr
 	pending []byte       // a partial line while still looking for the marker
 	looking bool
+	marker  bool // the wrapper's line was seen: sudo let the command run
 	lines   int
 	pidc    chan int
 }
@@ -247,7 +303,7 @@ func (s *pidStripper) Write(p []byte) (int, error) {
 			if n, err := strconv.Atoi(pid); err == nil {
 				s.pidc <- n
 			}
-			s.looking = false
+			s.looking, s.marker = false, true
 		} else {
 			s.buf.Write(s.pending[:i+1])
 			// The marker is the wrapper's first output; sudo may
@@ -263,6 +319,13 @@ func (s *pidStripper) Write(p []byte) (int, error) {
 		s.pending = nil
 	}
 	return len(p), nil
+}
+
+// reported says whether the wrapper's line has been seen.
+func (s *pidStripper) reported() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.marker
 }
 
 // Bytes is the command's stderr, marker removed.
@@ -295,12 +358,20 @@ func (h *sshHost) checkSudo(ctx context.Context) error {
 		return nil
 	case !errors.As(err, &ee):
 		return fmt.Errorf("sudo check: %w", err)
-	case ee.ExitStatus() == 127:
+	}
+	return h.sudoError(ee.ExitStatus(), out.Bytes(), "sudo -n true")
+}
+
+// sudoError explains why sudo (run as what) exited with code, from its
+// stderr.
+func (h *sshHost) sudoError(code int, stderr []byte, what string) error {
+	switch {
+	case code == 127:
 		return fmt.Errorf("%w: sudo is not installed (install it, or connect as root)", ErrSudo)
-	case sudoRefused(out.Bytes()):
+	case sudoRefused(stderr):
 		return fmt.Errorf("%w: user %q may not run sudo without a password (check /etc/sudoers on %s)", ErrSudo, h.user, h.name)
 	default:
-		return fmt.Errorf("%w: `sudo -n true` as %q exited %d: %s", ErrSudo, h.user, ee.ExitStatus(), strings.TrimSpace(firstLine(out.Bytes())))
+		return fmt.Errorf("%w: `%s` as %q exited %d: %s", ErrSudo, what, h.user, code, strings.TrimSpace(firstLine(stderr)))
 	}
 }
 

@@ -33,25 +33,57 @@ type sshHost struct {
 // ssh-agent and identity files, and for Become "sudo" a `sudo -n true`
 // check. Every error is a *Error with Op "connect".
 func Dial(ctx context.Context, cfg Config) (Host, error) {
-	h, err := dial(ctx, cfg)
+	h, _, err := dial(ctx, cfg, true)
 	if err != nil {
 		return nil, &Error{Host: cfg.Name, Op: "connect", Err: err}
 	}
 	return h, nil
 }
 
-func dial(ctx context.Context, cfg Config) (*sshHost, error) {
+// DialRun is Dial and then Run(cmd), one round trip shorter: under
+// become: sudo there is no separate `sudo -n true` check, cmd's own sudo
+// is the check. Whatever Dial would refuse, DialRun refuses with the same
+// *Error (Op "connect"), and the connect timeout covers cmd until sudo has
+// let it run; cmd then runs as under Run, except that it inherits
+// LC_ALL=C from the sudo it ran under. On error the connection is closed
+// and Host is nil; a non-zero exit of cmd is not an error (see Run).
+func DialRun(ctx context.Context, cfg Config, cmd Cmd) (Host, Result, error) {
+	h, deadline, err := dial(ctx, cfg, false)
+	if err != nil {
+		return nil, Result{}, &Error{Host: cfg.Name, Op: "connect", Err: err}
+	}
+	res, sudoPhase, err := h.runFirst(ctx, deadline, cmd)
+	if err != nil {
+		h.Close()
+		op := "run"
+		if sudoPhase {
+			op = "connect"
+		}
+		return nil, res, &Error{Host: cfg.Name, Op: op, Err: err}
+	}
+	return h, res, nil
+}
+
+// dial connects; with sudoCheck, a become: sudo connection is checked
+// with `sudo -n true`. It returns the connect deadline.
+func dial(ctx context.Context, cfg Config, sudoCheck bool) (*sshHost, time.Time, error) {
 	if cfg.Name == "" {
-		return nil, errors.New("host.Config has no Name")
+		return nil, time.Time{}, errors.New("host.Config has no Name")
 	}
 	if cfg.Become != "" && cfg.Become != "sudo" {
-		return nil, fmt.Errorf("become %q is not supported (only \"sudo\")", cfg.Become)
+		return nil, time.Time{}, fmt.Errorf("become %q is not supported (only \"sudo\")", cfg.Become)
 	}
 	timeout := cfg.ConnectTimeout
 	if timeout <= 0 {
 		timeout = defaultConnectTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	deadline := time.Now().Add(timeout)
+	h, err := dialUntil(ctx, cfg, timeout, deadline, sudoCheck)
+	return h, deadline, err
+}
+
+func dialUntil(ctx context.Context, cfg Config, timeout time.Duration, deadline time.Time, sudoCheck bool) (*sshHost, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
 	sc, err := loadSSHConfig(cfg.SSHConfigFile)
@@ -121,7 +153,7 @@ func dial(ctx context.Context, cfg Config) (*sshHost, error) {
 		sessions: make(chan struct{}, maxSess),
 		done:     make(chan struct{}),
 	}
-	if h.sudo {
+	if h.sudo && sudoCheck {
 		if err := h.checkSudo(ctx); err != nil {
 			h.Close()
 			return nil, err
