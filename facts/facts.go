@@ -167,20 +167,36 @@ const MaxContent = 1 << 20
 // Gather probes h with one composite read-only shell script and parses
 // its output. Nothing is written on the host, not even a temp file.
 func Gather(ctx context.Context, h host.Host, req Request) (Facts, error) {
+	cmd, err := Probe(req)
+	if err != nil {
+		return Facts{}, fmt.Errorf("%s: facts: %w", h.Name(), err)
+	}
+	res, err := h.Run(ctx, cmd)
+	return Read(h.Name(), req, res, err)
+}
+
+// Probe is the one command Gather runs for req, for callers that run it
+// themselves (as the first command of a connection, say: host.DialRun).
+func Probe(req Request) (host.Cmd, error) {
 	script, err := Script(req)
 	if err != nil {
-		return Facts{}, fmt.Errorf("%s: facts: %w", h.Name(), err)
+		return host.Cmd{}, err
 	}
-	res, err := h.Run(ctx, host.Cmd{Command: script})
-	if err != nil {
-		return Facts{}, fmt.Errorf("facts: %w", err) // host errors already name the host
+	return host.Cmd{Command: script}, nil
+}
+
+// Read turns the result of running Probe(req) on host name — or the
+// error of running it — into Facts, with Gather's errors.
+func Read(name string, req Request, res host.Result, runErr error) (Facts, error) {
+	if runErr != nil {
+		return Facts{}, fmt.Errorf("facts: %w", runErr) // host errors already name the host
 	}
 	if !res.OK() {
-		return Facts{}, fmt.Errorf("%s: facts: probe exited %d: %s", h.Name(), res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+		return Facts{}, fmt.Errorf("%s: facts: probe exited %d: %s", name, res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 	}
-	f, err := Parse(h.Name(), req, res.Stdout)
+	f, err := Parse(name, req, res.Stdout)
 	if err != nil {
-		return Facts{}, fmt.Errorf("%s: facts: %w", h.Name(), err)
+		return Facts{}, fmt.Errorf("%s: facts: %w", name, err)
 	}
 	return f, nil
 }

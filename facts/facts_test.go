@@ -24,12 +24,18 @@ import (
 // localHost runs the probe in the local /bin/sh: the script under test is
 // the real one, only the transport is missing. Every other method fails so
 // a probe that strays from one Run is caught.
-type localHost struct{ runs int }
+type localHost struct {
+	runs int
+	path string // PATH for the probe; "" inherits this process's
+}
 
 func (l *localHost) Name() string { return "local" }
 func (l *localHost) Run(ctx context.Context, c host.Cmd) (host.Result, error) {
 	l.runs++
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", c.Command)
+	if l.path != "" {
+		cmd.Env = append(os.Environ(), "PATH="+l.path)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -352,5 +358,131 @@ func TestGatherArchiveUser(t *testing.T) {
 	}
 	if _, err := Script(Request{ArchiveUser: "x; rm -rf /"}); err == nil {
 		t.Error("Script accepted an archive user that is not a user name")
+	}
+}
+
+// TestGatherAwkwardPaths: managed paths with spaces, quotes, '|', a
+// backslash and a leading dash, a symlink to a file, and a file too big for
+// its text to be collected all come back as single stat(1) and
+// sha256sum(1) calls would describe them one by one.
+func TestGatherAwkwardPaths(t *testing.T) {
+	// With tar and openssl (when installed here), and with neither:
+	// sha256sum and base64 only.
+	for _, withTar := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tar=%v", withTar), func(t *testing.T) {
+			root := t.TempDir()
+			texts := map[string]string{
+				"a b.conf":      "x = 1\n",
+				"it's|odd.conf": "y = 'two'\n",
+				`back\slash`:    "z\\n\n",
+				"-dash":         "",
+				"no newline":    "last",
+			}
+			var req Request
+			want := map[string]string{}
+			for name, text := range texts {
+				p := filepath.Join(root, "etc", name)
+				write(t, p, text, 0o640)
+				req.Paths = append(req.Paths, PathRequest{Path: p, Content: true}, PathRequest{Path: p + ".hashonly"})
+				write(t, p+".hashonly", text+text, 0o600)
+				want[p], want[p+".hashonly"] = text, text+text
+			}
+			link := filepath.Join(root, "etc", "link.conf")
+			if err := os.Symlink(filepath.Join(root, "etc", "a b.conf"), link); err != nil {
+				t.Fatal(err)
+			}
+			req.Paths = append(req.Paths, PathRequest{Path: link, Content: true})
+			want[link] = texts["a b.conf"]
+			big := filepath.Join(root, "etc", "big")
+			write(t, big, strings.Repeat("x", MaxContent+1), 0o644)
+			req.Paths = append(req.Paths, PathRequest{Path: big, Content: true})
+
+			h := &localHost{}
+			if !withTar {
+				h.path = pathWithout(t, "tar")
+				os.Remove(filepath.Join(h.path, "openssl"))
+			}
+			f, err := Gather(context.Background(), h, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p, text := range want {
+				fi := f.Files[p]
+				if fi.Type != Regular || fi.Size != int64(len(text)) || fi.SHA256 != fmt.Sprintf("%x", sha256.Sum256([]byte(text))) {
+					t.Errorf("%s: %+v, want a %d-byte file with its hash", p, fi, len(text))
+				}
+				wantText := strings.HasSuffix(p, ".hashonly") == false
+				if got := fi.Content != nil; got != wantText || got && *fi.Content != text {
+					t.Errorf("%s: content %v, want %q (asked: %v)", p, fi.Content, text, wantText)
+				}
+			}
+			if fi := f.Files[big]; fi.Content != nil || fi.SHA256 != fmt.Sprintf("%x", sha256.Sum256([]byte(strings.Repeat("x", MaxContent+1)))) || fi.Mode != "0644" {
+				t.Errorf("big file: %v content, hash %s, mode %s; want a hash only", fi.Content != nil, fi.SHA256, fi.Mode)
+			}
+		})
+	}
+}
+
+// pathWithout is a PATH of links to the tools the probe and tree use,
+// without the tool named ("": without setpriv, for the caller's own).
+func pathWithout(t *testing.T, tool string) string {
+	dir := t.TempDir()
+	for _, n := range []string{"stat", "sha256sum", "base64", "getent", "id", "uname", "dpkg", "df", "ls", "cat", "setpriv", "runuser", "tar", "sleep", "openssl"} {
+		if n == tool || n == "setpriv" && tool == "" {
+			continue
+		}
+		if p, err := exec.LookPath(n); err == nil {
+			if err := os.Symlink(p, filepath.Join(dir, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
+}
+
+func TestParseSum(t *testing.T) {
+	h := strings.Repeat("ab", 32)
+	for _, c := range [][2]string{
+		{h + "  /etc/a b", "/etc/a b"},
+		{`\` + h + `  /etc/back\\slash`, `/etc/back\slash`},
+		{h + " */etc/bin", "/etc/bin"},
+	} {
+		p, s, err := parseSum(c[0])
+		if err != nil || p != c[1] || s != h {
+			t.Errorf("parseSum(%q) = %q, %q, %v; want %q", c[0], p, s, err, c[1])
+		}
+	}
+	if _, _, err := parseSum("short"); err == nil {
+		t.Error("parseSum accepted a short line")
+	}
+}
+
+// TestGatherRole: the role check runs beside the rest of the probe (psql
+// is slow to answer) and its answer, or its failure, still comes back.
+func TestGatherRole(t *testing.T) {
+	for _, c := range []struct{ psql, want string }{
+		{"sleep 0.3; echo present", "present"},
+		{"echo lacking", "lacking"},
+		{"exit 0", "absent"},
+		{"echo 'psql: error: connection refused' >&2; exit 2", ""},
+	} {
+		t.Run(c.want, func(t *testing.T) {
+			_, req := tree(t)
+			req.Role, req.Port = "replicator", 5432
+			write(t, filepath.Join(req.BinDir, "psql"), "#!/bin/sh\n"+c.psql+"\n", 0o755)
+			h := &localHost{path: pathWithout(t, "")}
+			// A setpriv that only runs the command: the test need not be root.
+			write(t, filepath.Join(h.path, "setpriv"), "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done; shift; exec \"$@\"\n", 0o755)
+			f, err := Gather(context.Background(), h, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.DataDir.Role != c.want {
+				t.Errorf("role %q, want %q", f.DataDir.Role, c.want)
+			}
+			if conf := f.Files[req.Paths[0].Path]; conf.Content == nil || conf.SHA256 == "" {
+				t.Errorf("files not probed beside the role check: %+v", conf)
+			}
+		})
 	}
 }

@@ -1,8 +1,13 @@
 package facts
 
 import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,27 +18,44 @@ import (
 // probe is the read-only shell script run on every host. It prints one
 // record per line, "tag<TAB>field<TAB>field...", and "end" last so a
 // truncated output is detected. It uses only POSIX sh plus coreutils
-// (stat, sha256sum, base64 -w, df) and writes nothing anywhere. Each
-// external command costs a fork and exec, so builtins are used where they
-// can be (read instead of cat, parameter expansion instead of dirname).
+// (stat, sha256sum, base64 -w, df; tar and openssl when there) and writes
+// nothing anywhere. Every external command costs a fork and an exec — on
+// a container's fuse-overlayfs some tens of milliseconds under load — so
+// builtins are used where they can be (read instead of cat or id,
+// parameter expansion instead of dirname or cut) and the managed paths are
+// classified with test(1) builtins and then examined together: one stat
+// for all of them, one sha256sum for the files only hashed, and one tar
+// for the files whose text is wanted (hashed by Parse from that text).
+// Lists of paths are newline-separated (Script refuses paths with a
+// newline) and split with IFS set to a newline and globbing off.
 const probe = `
 LC_ALL=C; export LC_ALL
+NL='
+'
+DEFIFS=" 	$NL"
 # p prints one tab-separated record. Its loop variable is named so that it
 # cannot clobber the script's own (sh has no local variables).
 p() { printf '%s' "$1"; shift; for p_arg in "$@"; do printf '\t%s' "$p_arg"; done; printf '\n'; }
-p uid "$(id -u)"
-p machine "$(uname -m)"
+uid=; if [ -r /proc/self/status ]; then while read -r k a b _; do [ "$k" = Uid: ] && { uid=$b; break; }; done < /proc/self/status; fi
+[ -n "$uid" ] || uid=$(id -u); p uid "$uid"
+m=; [ -r /proc/sys/kernel/arch ] && read -r m < /proc/sys/kernel/arch
+[ -n "$m" ] || m=$(uname -m); p machine "$m"
 command -v dpkg >/dev/null 2>&1 && p dpkgarch "$(dpkg --print-architecture 2>/dev/null)"
 if [ -r /etc/os-release ]; then while IFS= read -r l || [ -n "$l" ]; do p os "$l"; done < /etc/os-release; fi
 c=; [ -r /proc/1/comm ] && read -r c < /proc/1/comm; p pid1 "$c"
 [ -d /run/systemd/system ] && p systemd 1
-pw=$(getent passwd postgres 2>/dev/null) && p pguser "$pw"
+if [ -n "$ARCHUSER" ] && [ "$ARCHUSER" != postgres ]; then ents=$(getent passwd postgres "$ARCHUSER" 2>/dev/null)
+else ents=$(getent passwd postgres 2>/dev/null); fi
+pw=; aw=; IFS=$NL; set -f
+for l in $ents; do case $l in postgres:*) pw=$l ;; esac; case $l in "$ARCHUSER":*) aw=$l ;; esac; done
+IFS=$DEFIFS; set +f
+[ -n "$pw" ] && p pguser "$pw"
 if [ -n "$ARCHUSER" ]; then
-  if [ "$ARCHUSER" = postgres ]; then aw=$pw; else aw=$(getent passwd "$ARCHUSER" 2>/dev/null); fi
   if [ -n "$aw" ]; then p archuser "$aw"; else p archuser; fi
 fi
 for d in /usr/lib/postgresql/*/bin /usr/pgsql-*/bin; do [ -x "$d/postgres" ] && p pgbin "$d"; done
 case "$BINDIR" in /usr/lib/postgresql/*/bin|/usr/pgsql-*/bin) ;; *) [ -n "$BINDIR" ] && [ -x "$BINDIR/postgres" ] && p pgbinver "$BINDIR" "$("$BINDIR/postgres" -V 2>/dev/null)" ;; esac
+askrole=
 if [ -n "$DATADIR" ]; then
   D=$DATADIR
   if [ ! -e "$D" ]; then p datadir absent
@@ -51,39 +73,96 @@ if [ -n "$DATADIR" ]; then
     for c in "$BINDIR/pg_controldata" "/usr/lib/postgresql/$V/bin/pg_controldata" "/usr/pgsql-$V/bin/pg_controldata"; do
       [ -x "$c" ] || continue
       out=$("$c" -D "$D" 2>/dev/null) || continue
-      printf '%s\n' "$out" | while IFS= read -r l; do p ctl "$l"; done; break
+      IFS=$NL; set -f; for l in $out; do p ctl "$l"; done; IFS=$DEFIFS; set +f; break
     done
-    if [ -n "$ROLE" ] && [ -n "$pid" ] && [ -x "$BINDIR/psql" ]; then
-      r=$(cd / && PGCONNECT_TIMEOUT=3 runuser -u postgres -- "$BINDIR/psql" -XAtq -p "$PORT" -d postgres \
-        -c "select case when rolcanlogin and rolreplication then 'present' else 'lacking' end from pg_roles where rolname = '$ROLE'" 2>/dev/null) &&
-        p role "${r:-absent}"
-    fi
+    [ -n "$ROLE" ] && [ -n "$pid" ] && [ -x "$BINDIR/psql" ] && askrole=1
   elif [ -z "$(ls -A "$D" 2>/dev/null)" ]; then p datadir empty
   else p datadir other
   fi
 fi
+# role asks the running server, as postgres over the local socket,
+# whether the replication role exists: through setpriv when there is one
+# (no PAM session, unlike runuser), with postgres's HOME as runuser sets it.
+role() {
+  sql="select case when rolcanlogin and rolreplication then 'present' else 'lacking' end from pg_roles where rolname = '$ROLE'"
+  cd / || return
+  export PGCONNECT_TIMEOUT=3
+  if command -v setpriv >/dev/null 2>&1; then
+    ph=${pw#*:*:*:*:*:}; HOME=${ph%%:*} exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$BINDIR/psql" -XAtq -p "$PORT" -d postgres -c "$sql" 2>/dev/null
+  fi
+  exec runuser -u postgres -- "$BINDIR/psql" -XAtq -p "$PORT" -d postgres -c "$sql" 2>/dev/null
+}
+# rest is everything after the data directory.
+rest() {
 if [ -n "$SERVICE" ] && [ -d /run/systemd/system ]; then
   p service "$SERVICE" "$(systemctl is-active "$SERVICE" 2>/dev/null)" "$(systemctl is-enabled "$SERVICE" 2>/dev/null)"
 fi
+# f sorts one managed path: directories and readable files are listed in
+# S (and in W when their text is wanted), the rest recorded at once.
+S=; W=
 f() {
-  if [ -d "$1" ]; then p dir "$1" "$(stat -L -c '%a|%U|%G' "$1")"
+  if [ -d "$1" ]; then S="$S$NL$1"
   elif [ -f "$1" ]; then
     if [ ! -r "$1" ]; then p unreadable "$1"; return; fi
-    st=$(stat -L -c '%a|%U|%G|%s' "$1")
-    h=$(sha256sum < "$1"); p file "$1" "$st" "${h%% *}"
-    if [ "$2" = 1 ] && [ "${st##*|}" -le "$MAXCONTENT" ]; then p content "$1" "$(base64 -w 0 < "$1")"; fi
+    S="$S$NL$1"; [ "$2" = 1 ] && W="$W$NL$1$NL"
   elif [ -e "$1" ] || [ -L "$1" ]; then p other "$1"
   else p missing "$1"
   fi
 }
 PATHS
+if [ -n "$S" ]; then
+  tarok=; command -v tar >/dev/null 2>&1 && tarok=1
+  IFS=$NL; set -f; set -- $S; IFS=$DEFIFS; set +f
+  st=$(stat -L -c '%F|%a|%U|%G|%s|%n' -- "$@" 2>/dev/null)
+  H=; T=; C=; big=; IFS=$NL; set -f
+  for l in $st; do
+    n=${l#*|*|*|*|*|}; m=${l%"|$n"}; t=${m%%|*}; m=${m#*|}
+    case $t in
+    directory) p dir "$n" "${m%|*}" ;;
+    regular*)
+      p fstat "$n" "$m"
+      case "$W" in *"$NL$n$NL"*)
+        if [ "${m##*|}" -le "$MAXCONTENT" ]; then
+          if [ -n "$tarok" ]; then T="$T$NL$n"; continue; fi
+          C="$C$NL$n"
+        fi ;;
+      esac
+      H="$H$NL$n"; [ "${m##*|}" -gt 1048576 ] && big=1 ;;
+    esac
+  done
+  IFS=$DEFIFS; set +f
+  if [ -n "$H" ]; then
+    IFS=$NL; set -f; set -- $H; IFS=$DEFIFS
+    # openssl hashes big files (the helper binary) several times faster.
+    if [ -n "$big" ] && command -v openssl >/dev/null 2>&1; then sums=$(openssl dgst -sha256 -r "$@" 2>/dev/null)
+    else sums=$(sha256sum -- "$@" 2>/dev/null); fi
+    IFS=$NL; for l in $sums; do p sum "$l"; done; IFS=$DEFIFS; set +f
+  fi
+  if [ -n "$T" ]; then
+    IFS=$NL; set -f; set -- $T; IFS=$DEFIFS; set +f
+    p tar "$(tar -b 1 -chPf - -- "$@" 2>/dev/null | base64 -w 0)"
+  fi
+  IFS=$NL; set -f; set -- $C; IFS=$DEFIFS; set +f
+  for n in "$@"; do p content "$n" "$(base64 -w 0 < "$n")"; done
+fi
 if [ -n "$HOSTKEYS" ]; then
-  for t in ed25519 ecdsa rsa; do [ -r "/etc/ssh/ssh_host_${t}_key.pub" ] && p hostkey "$(cut -d ' ' -f 1,2 "/etc/ssh/ssh_host_${t}_key.pub")"; done
+  for t in ed25519 ecdsa rsa; do [ -r "/etc/ssh/ssh_host_${t}_key.pub" ] && read -r kt kb _ < "/etc/ssh/ssh_host_${t}_key.pub" && p hostkey "$kt $kb"; done
 fi
 if [ -n "$ARCHIVE" ]; then
   a=$ARCHIVE; [ -e "$a" ] && p archexists 1
   while [ ! -e "$a" ] && [ -n "$a" ]; do a=${a%/*}; done; a=${a:-/}
   df -PTk "$a" 2>/dev/null | { read -r _; read -r l; p df "$a" "$l"; }
+fi
+}
+if [ -n "$askrole" ]; then
+  # psql and the backend it starts take a while: the rest of the probe
+  # runs meanwhile, its records going straight out on fd 3; only psql's
+  # answer is captured.
+  exec 3>&1
+  r=$(role & rest >&3; wait $!) && p role "${r:-absent}"
+  exec 3>&-
+else
+  rest
 fi
 p end
 `
@@ -234,6 +313,24 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 		case "file":
 			mode, owner, group, size := statFields(arg(1))
 			f.Files[arg(0)] = File{Type: Regular, Mode: mode, Owner: owner, Group: group, Size: size, SHA256: arg(2)}
+		case "fstat":
+			mode, owner, group, size := statFields(arg(1))
+			f.Files[arg(0)] = File{Type: Regular, Mode: mode, Owner: owner, Group: group, Size: size}
+		case "sum":
+			path, sum, err := parseSum(arg(0))
+			if err != nil {
+				return Facts{}, err
+			}
+			fi, ok := f.Files[path]
+			if !ok {
+				return Facts{}, fmt.Errorf("probe output: hash before file record for %s", path)
+			}
+			fi.SHA256 = sum
+			f.Files[path] = fi
+		case "tar":
+			if err := readTar(f.Files, arg(0)); err != nil {
+				return Facts{}, err
+			}
 		case "content":
 			fi, ok := f.Files[arg(0)]
 			if !ok {
@@ -291,6 +388,104 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 	}
 	sort.Slice(f.Postgres, func(i, j int) bool { return versionLess(f.Postgres[i].Major, f.Postgres[j].Major) })
 	return f, nil
+}
+
+// parseSum reads one line of sha256sum's output: "HASH  PATH", or, when
+// the path has a backslash or a newline, "\\HASH  PATH" with those escaped.
+func parseSum(line string) (path, sum string, err error) {
+	escaped := strings.HasPrefix(line, "\\")
+	if escaped {
+		line = line[1:]
+	}
+	if len(line) < 66 || (line[64:66] != "  " && line[64:66] != " *") {
+		return "", "", fmt.Errorf("probe output: cannot read sha256sum line %q", line)
+	}
+	sum, path = line[:64], line[66:]
+	if escaped {
+		var b strings.Builder
+		for i := 0; i < len(path); i++ {
+			if path[i] == '\\' && i+1 < len(path) {
+				i++
+				switch path[i] {
+				case 'n':
+					b.WriteByte('\n')
+				case 'r':
+					b.WriteByte('\r')
+				default:
+					b.WriteByte(path[i])
+				}
+				continue
+			}
+			b.WriteByte(path[i])
+		}
+		path = b.String()
+	}
+	return path, sum, nil
+}
+
+// readTar reads the probe's tar (base64) of the files whose text is
+// wanted: each member's hash, and its text when within MaxContent.
+func readTar(files Files, b64 string) error {
+	data, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return fmt.Errorf("probe output: file contents: %w", err)
+	}
+	abs := func(p string) string { // tar -P keeps the leading slash; others may not
+		if !strings.HasPrefix(p, "/") {
+			return "/" + p
+		}
+		return p
+	}
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("probe output: file contents: %w", err)
+		}
+		path := abs(hdr.Name)
+		fi, ok := files[path]
+		if !ok {
+			return fmt.Errorf("probe output: content before file record for %s", path)
+		}
+		if hdr.Typeflag == tar.TypeLink {
+			// The same file as an earlier member (a hard link, or a
+			// symlink to it, followed): tar stores it once.
+			first := files[abs(hdr.Linkname)]
+			fi.SHA256, fi.Content = first.SHA256, first.Content
+			files[path] = fi
+			continue
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		h := sha256.New()
+		var text bytes.Buffer
+		if _, err := io.Copy(io.MultiWriter(h, &limitedBuffer{&text, MaxContent}), tr); err != nil {
+			return fmt.Errorf("probe output: content of %s: %w", path, err)
+		}
+		fi.SHA256 = hex.EncodeToString(h.Sum(nil))
+		if hdr.Size <= MaxContent {
+			s := text.String()
+			fi.Content = &s
+		}
+		files[path] = fi
+	}
+}
+
+// limitedBuffer keeps the first n bytes written to it and drops the rest.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 func (f *Facts) addInstall(major, bin string) {
