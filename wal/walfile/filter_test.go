@@ -43,7 +43,7 @@ func TestPageHeadersFirstRoundTrip(t *testing.T) {
 		for _, n := range []int{0, 1, 15, 16, 17, 23, 24, 25, page - 1, page, page + 1, page + 12, page + 24, 3*page + 100, 5 * page} {
 			for _, src := range [][]byte{walLike(n, 5<<24, int64(n)), randBytes(r, n)} {
 				var w bytes.Buffer
-				if err := writePageHeadersFirst(&w, src, shift); err != nil {
+				if err := writePieces(&w, pageHeadersFirst(src, shift)); err != nil {
 					t.Fatal(err)
 				}
 				if w.Len() != n {
@@ -147,5 +147,48 @@ func TestHeaderRejectsUnknownFilter(t *testing.T) {
 	b := Header{Compression: Zstd, Filter: PageHeaders, PageShift: 13}.Marshal()
 	if h, err := UnmarshalHeader(b); err != nil || h.Filter != PageHeaders || h.PageShift != 13 {
 		t.Fatalf("valid filtered header: %+v %v", h, err)
+	}
+}
+
+func TestSplitPieces(t *testing.T) {
+	pieces := [][]byte{[]byte("abc"), nil, []byte("defg"), []byte("h")}
+	for at := 0; at <= 8; at++ {
+		a, b := splitPieces(pieces, at)
+		if got := string(bytes.Join(a, nil)) + "|" + string(bytes.Join(b, nil)); got != "abcdefgh"[:at]+"|"+"abcdefgh"[at:] {
+			t.Fatalf("at %d: %q", at, got)
+		}
+	}
+}
+
+// From zstdSplitMin on, zstd writes two frames compressed concurrently;
+// restore reads them as one stream, and damage in either is caught.
+func TestZstdTwoFramesRoundTrip(t *testing.T) {
+	seg := walLike(4<<20, 7<<22, 7)
+	copy(seg, fakeSegment(4<<20, 7, 42, 0)[:40])
+	seg = append(seg[:3<<20], make([]byte, 1<<20)...)
+	info, err := ParseLongHeader(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, h, err := Encode(seg, Zstd, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Stored < zstdSplitMin || h.Filter != PageHeaders {
+		t.Fatalf("header %+v", h)
+	}
+	if n := bytes.Count(file[HeaderSize:], []byte{0x28, 0xB5, 0x2F, 0xFD}); n < 2 {
+		t.Fatalf("%d zstd frame magics in the body, want 2", n)
+	}
+	got, _, err := Decode(file)
+	if err != nil || !bytes.Equal(got, seg) {
+		t.Fatalf("round trip: %v", err)
+	}
+	for _, off := range []int{HeaderSize + 10, len(file) / 2, len(file) - 3} {
+		bad := bytes.Clone(file)
+		bad[off] ^= 0x10
+		if _, _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("flip at %d: %v", off, err)
+		}
 	}
 }
