@@ -213,3 +213,35 @@ func (inv *Inventory) Summary() string {
 	return fmt.Sprintf("cluster %s, PostgreSQL %s, primary %s, standbys %s, archive %s via %s",
 		inv.Cluster, inv.Postgres.Version, inv.Primary().Name, sb, inv.Archive.Host, inv.Archive.Transport)
 }
+
+// DNSWatchers are the standbys that run the DNS trigger: the one whose name
+// or address is failover.dns.target, or, when none is, the only standby
+// (the seed's CNAME target need not be a name of the inventory). Never
+// several: two standbys promoting on the same name change would be two
+// primaries. Empty without failover.dns, or when the target names no
+// standby of several (the loader rejects that).
+func (inv *Inventory) DNSWatchers() []Host {
+	dns := inv.Failover.DNS
+	if dns == nil {
+		return nil
+	}
+	standbys := inv.Standbys()
+	for _, h := range standbys {
+		if sameHost(h.Name, dns.Target) || sameHost(h.Address, dns.Target) {
+			return []Host{h}
+		}
+	}
+	if len(standbys) == 1 {
+		return standbys
+	}
+	return nil
+}
+
+// sameHost compares two names or addresses: IP addresses as addresses,
+// names without case and a trailing dot.
+func sameHost(a, b string) bool {
+	if ia, ib := net.ParseIP(a), net.ParseIP(b); ia != nil || ib != nil {
+		return ia != nil && ib != nil && ia.Equal(ib)
+	}
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+}

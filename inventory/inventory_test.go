@@ -286,3 +286,80 @@ func TestSuggest(t *testing.T) {
 }
 
 func reflectTypeInventory() reflect.Type { return reflect.TypeFor[Inventory]() }
+
+// failover.dns.every: seconds that divide a minute (cron loops inside its
+// minute) or whole minutes; 5s when left out.
+func TestDNSEvery(t *testing.T) {
+	for _, c := range []struct {
+		every string
+		want  time.Duration
+		ok    bool
+	}{
+		{"", DefaultDNSEvery, true},
+		{"1s", time.Second, true},
+		{"5s", 5 * time.Second, true},
+		{"30s", 30 * time.Second, true},
+		{"60s", time.Minute, true},
+		{"1m", time.Minute, true},
+		{"5m", 5 * time.Minute, true},
+		{"1h", time.Hour, true},
+		{"7s", 0, false},
+		{"45s", 0, false},
+		{"1500ms", 0, false},
+		{"500ms", 0, false},
+		{"90s", 0, false},
+		{"61m", 0, false},
+	} {
+		dns := "failover:\n  dns: {name: db.example.com, target: 10.0.0.2}\n"
+		if c.every != "" {
+			dns = "failover:\n  dns: {name: db.example.com, target: 10.0.0.2, every: " + c.every + "}\n"
+		}
+		inv, err := Parse("m.yaml", []byte(minimal+dns), Options{})
+		if !c.ok {
+			if err == nil || !strings.Contains(err.Error(), "m.yaml:10:") || !strings.Contains(err.Error(), "failover.dns.every: must be whole seconds") {
+				t.Errorf("every %s: want a failover.dns.every problem at m.yaml:10, got %v", c.every, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("every %q: %v", c.every, err)
+			continue
+		}
+		if got := inv.Failover.DNS.Every.D(); got != c.want {
+			t.Errorf("every %q: %s, want %s", c.every, got, c.want)
+		}
+	}
+}
+
+// One standby watches the name: the one the target names, or the only one.
+func TestDNSWatchers(t *testing.T) {
+	two := strings.Replace(minimal, "  - {name: arch,", "  - {name: pg3, address: 10.0.0.4, role: standby}\n  - {name: arch,", 1)
+	for _, c := range []struct {
+		src, target, want, problem string
+	}{
+		{minimal, "pg-secondary", "pg2", ""},
+		{minimal, "10.0.0.2", "pg2", ""},
+		{two, "10.0.0.4", "pg3", ""},
+		{two, "PG2.", "pg2", ""},
+		{two, "pg-secondary", "", `m.yaml:11:39: failover.dns.target: "pg-secondary" is none of the standbys pg2, pg3`},
+	} {
+		inv, err := Parse("m.yaml", []byte(c.src+"failover:\n  dns: {name: db.example.com, target: "+c.target+"}\n"), Options{})
+		if c.problem != "" {
+			if err == nil || !strings.Contains(err.Error(), c.problem) {
+				t.Errorf("target %s: want %q, got %v", c.target, c.problem, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("target %s: %v", c.target, err)
+			continue
+		}
+		var got []string
+		for _, h := range inv.DNSWatchers() {
+			got = append(got, h.Name)
+		}
+		if strings.Join(got, ",") != c.want {
+			t.Errorf("target %s: watchers %v, want %s", c.target, got, c.want)
+		}
+	}
+}

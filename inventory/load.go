@@ -142,7 +142,7 @@ func (d *decoder) defaults(inv *Inventory, opts Options) {
 		a.MountPoint = "/var/lib/pgwarm/" + inv.Cluster + "/archive"
 	}
 	if dns := inv.Failover.DNS; dns != nil && dns.Every == 0 {
-		dns.Every = Duration(time.Minute)
+		dns.Every = Duration(DefaultDNSEvery)
 	}
 	s := &inv.SSH
 	if s.User == "" {
@@ -214,9 +214,8 @@ func (d *decoder) check(inv *Inventory, opts Options) {
 	d.checkHosts(inv)
 	if dns := inv.Failover.DNS; dns != nil {
 		if p := "failover.dns.every"; !d.failed[p] && d.nodes[p] != nil {
-			e := dns.Every.D()
-			if e%time.Minute != 0 || e < time.Minute || e > time.Hour {
-				d.fail(p, d.nodes[p], "must be whole minutes from 1m to 60m (cron runs at most once a minute), got %s", dns.Every)
+			if !ValidDNSEvery(dns.Every.D()) {
+				d.fail(p, d.nodes[p], "must be whole seconds from 1s to 59s that divide a minute evenly (1s, 2s, 3s, 4s, 5s, 6s, 10s, 12s, 15s, 20s, 30s) or whole minutes from 1m to 60m, got %s", dns.Every)
 			}
 		}
 		if p := "failover.dns.name"; !d.failed[p] && d.nodes[p] != nil && !dnsRE.MatchString(dns.Name) {
@@ -224,6 +223,13 @@ func (d *decoder) check(inv *Inventory, opts Options) {
 		}
 		if p := "failover.dns.target"; !d.failed[p] && d.nodes[p] != nil && net.ParseIP(dns.Target) == nil && !dnsRE.MatchString(dns.Target) {
 			d.fail(p, d.nodes[p], "%q is not a DNS name or IP address", dns.Target)
+		} else if sb := inv.Standbys(); !d.failed[p] && d.nodes[p] != nil && len(sb) > 1 && len(inv.DNSWatchers()) == 0 {
+			var names []string
+			for _, h := range sb {
+				names = append(names, h.Name)
+			}
+			d.fail(p, d.nodes[p], "%q is none of the standbys %s: with several standbys the target must be the name or address of the one to promote (each would promote itself otherwise)",
+				dns.Target, strings.Join(names, ", "))
 		}
 	}
 	d.checkSSH("ssh", inv.SSH)

@@ -125,7 +125,31 @@ type Failover struct {
 type DNSTrigger struct {
 	Name   string   `yaml:"name" required:"true" doc:"DNS name the clients use (the seed's CNAME postgres)"`
 	Target string   `yaml:"target" required:"true" doc:"the name or address the DNS name points to once failover is wanted"`
-	Every  Duration `yaml:"every" doc:"check interval in whole minutes, 1m to 60m (default 1m)"`
+	Every  Duration `yaml:"every" doc:"check interval: whole seconds dividing a minute (1s to 30s) or whole minutes (1m to 60m); default 5s"`
+}
+
+// DefaultDNSEvery is how often the DNS trigger checks when failover.dns.every
+// is not set. Each check is one getent lookup (the resolver's cache or
+// /etc/hosts; no connection to anything), so checking every 5 s costs
+// nothing worth measuring; the old primary is only asked (pg_isready, then
+// psql) once the name has changed. 5 s keeps the trigger's part of a
+// failover at 2.5 s on average and 5 s at most, inside the target of a write
+// on the standby within 10 s of the name changing (the seed's cron needed up
+// to a minute, plus pg_standby's 60 s sleep).
+const DefaultDNSEvery = 5 * time.Second
+
+// ValidDNSEvery reports whether d can be a DNS trigger period: whole
+// seconds that divide a minute evenly (cron starts the watcher each minute
+// and it checks 60/d times inside it, so the periods line up across
+// minutes), or whole minutes up to an hour (one cron run each).
+func ValidDNSEvery(d time.Duration) bool {
+	switch {
+	case d >= time.Minute:
+		return d%time.Minute == 0 && d <= time.Hour
+	case d >= time.Second:
+		return d%time.Second == 0 && time.Minute%d == 0
+	}
+	return false
 }
 
 // SSH is how pgwarm logs in. In SSH (the defaults) every field may be set;
