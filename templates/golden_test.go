@@ -70,7 +70,16 @@ func (c goldenCase) inventory() string {
 		fmt.Fprintf(&b, "  slot: true\n")
 	}
 	fmt.Fprintf(&b, "archive:\n  host: %s\n  transport: %s\n  path: /srv/pgwarm/main\n  compression: zstd\n", archiveHost, c.transport)
-	fmt.Fprintf(&b, "failover:\n  dns: {name: postgres, target: pg-secondary, every: 1m}\n")
+	// The seed's one check a minute in warm mode, the default (5s: a
+	// loop inside each cron minute) in hot mode, 15s for streaming.
+	switch c.mode {
+	case "warm":
+		fmt.Fprintf(&b, "failover:\n  dns: {name: postgres, target: pg-secondary, every: 1m}\n")
+	case "hot":
+		fmt.Fprintf(&b, "failover:\n  dns: {name: postgres, target: pg-secondary}\n")
+	default:
+		fmt.Fprintf(&b, "failover:\n  dns: {name: postgres, target: pg-secondary, every: 15s}\n")
+	}
 	fmt.Fprintf(&b, "ssh: {user: root, port: 22}\nhosts:\n")
 	fmt.Fprintf(&b, "  - {name: pg1, address: 10.0.0.1, role: primary}\n")
 	fmt.Fprintf(&b, "  - {name: pg2, address: 10.0.0.2, role: standby}\n")

@@ -22,13 +22,19 @@ import (
 //go:embed files/*.tmpl
 var builtin embed.FS
 
-
 // The pgwarm-wal serve rights (--allow) of a PostgreSQL host's key on the
 // archive host: the primary may only add segments (a compromised primary
 // can neither read nor delete the archive); standbys read and clean up.
 const (
 	ArchiveRightsPrimary = "push"
 	ArchiveRightsStandby = "get,cleanup,list,verify"
+	// ArchiveRightsWatcher are the rights of the standby that runs the DNS
+	// trigger: a standby's, plus push, so that once the watcher has promoted
+	// it the new primary archives at once (the watcher cannot change the
+	// archive host's authorized_keys as `pgwarm promote` does). push never
+	// replaces a segment that is there, and a standby in recovery does not
+	// archive.
+	ArchiveRightsWatcher = ArchiveRightsStandby + ",push"
 )
 
 // Names returns the names of the built-in templates, sorted; an operator's
@@ -291,8 +297,10 @@ func (r *renderer) postgresHost(h inventory.Host) {
 				Reason: "recovery settings (PostgreSQL 11 and earlier)",
 			})
 		}
-		if inv.Failover.DNS != nil {
-			r.dnsTrigger(h)
+		for _, w := range inv.DNSWatchers() {
+			if w.Name == h.Name {
+				r.dnsTrigger(h)
+			}
 		}
 	}
 	if !inv.ArchiveIsLocal(h) {
@@ -432,37 +440,68 @@ func (r *renderer) dnsTrigger(h inventory.Host) {
 	}
 	name := "pgwarm-" + inv.Cluster + "-dns-trigger"
 	script := path.Join("/usr/local/lib/pgwarm", inv.Cluster+"-dns-trigger")
+	primary := inv.Primary()
 	r.add(h.Name, File{Path: "/usr/local/lib/pgwarm", Dir: true, Mode: 0o755, Owner: "root:root", Kind: KindDir,
 		Reason: "pgwarm's scripts"})
 	r.add(h.Name, File{
 		Path: script, Mode: 0o755, Owner: "root:root", Kind: KindScript,
 		Content: r.exec(h.Name, "dns-trigger.sh.tmpl", struct {
-			Cluster, Host, Name, Target, Primary, RecoveryFile, Psql, PrimaryConninfo, Promote string
-		}{inv.Cluster, h.Name, dns.Name, dns.Target, inv.Primary().Name, recoveryFile,
-			shquote(path.Join(p.BinDir, "psql")), primaryConninfo(inv, h, "postgres"), promoteCommand(inv)}),
+			Cluster, Host, Name, Target, Primary, PrimaryAddress, User, Script, RecoveryFile, PgIsready, Psql, PrimaryConninfo, Promote string
+			Port                                                                                                                        int
+		}{inv.Cluster, h.Name, dns.Name, dnsTarget(dns.Target), primary.Name, primary.Address, inv.Replication.User, script, recoveryFile,
+			shquote(path.Join(p.BinDir, "pg_isready")), shquote(path.Join(p.BinDir, "psql")), primaryConninfo(inv, h, "postgres"),
+			promoteCommand(inv), inv.Postgres.Port}),
 		Reason: "the seed's DNS trigger: promote when " + dns.Name + " resolves to " + dns.Target,
 	})
-	r.schedule(h, job{
+	every := dns.Every.D()
+	j := job{
 		name:        name,
 		description: "promote " + h.Name + " when " + dns.Name + " resolves to " + dns.Target,
 		user:        "postgres",
 		command:     script,
-		cron:        cronEvery(dns.Every.D()),
-		timer:       []string{"OnBootSec=" + systemdSpan(dns.Every.D()), "OnUnitActiveSec=" + systemdSpan(dns.Every.D()), "AccuracySec=1s"},
-	})
+		cron:        cronEvery(every),
+		timer:       []string{"OnBootSec=" + systemdSpan(every), "OnUnitActiveSec=" + systemdSpan(every), "AccuracySec=1s"},
+	}
+	// flock -n: a run still busy (a slow check) makes the next one exit at
+	// once instead of checking beside it.
+	j.cronCommand = "flock -n " + script + " " + script
+	if every < time.Minute {
+		// cron starts at most once a minute: each run checks 60/every
+		// times, every apart, and stops early once it has promoted.
+		secs := int(every / time.Second)
+		j.cronCommand += " " + strconv.Itoa(60/secs) + " " + strconv.Itoa(secs)
+		j.timer[2] = "AccuracySec=100ms"
+	}
+	r.schedule(h, j)
+}
+
+// dnsTarget is the target as getent prints it: without a trailing dot, an
+// IP address in its canonical form.
+func dnsTarget(t string) string {
+	t = strings.TrimSuffix(t, ".")
+	if ip := net.ParseIP(t); ip != nil {
+		return ip.String()
+	}
+	return t
 }
 
 // job is a periodic command rendered twice: as an /etc/cron.d file and as a
 // systemd service + timer. The plan keeps one of them per host (ForHost).
 type job struct {
 	name, description, user, command, cron string
-	timer                                  []string
+	// cronCommand, when set, replaces command in the cron entry.
+	cronCommand string
+	timer       []string
 }
 
 func (r *renderer) schedule(h inventory.Host, j job) {
+	cronCommand := j.command
+	if j.cronCommand != "" {
+		cronCommand = j.cronCommand
+	}
 	r.add(h.Name, File{
 		Path: "/etc/cron.d/" + j.name, Mode: 0o644, Owner: "root:root", Kind: KindCron,
-		Content: r.exec(h.Name, "cron.tmpl", struct{ Description, Schedule, User, Command string }{j.description, j.cron, j.user, j.command}),
+		Content: r.exec(h.Name, "cron.tmpl", struct{ Description, Schedule, User, Command string }{j.description, j.cron, j.user, cronCommand}),
 		Reason:  j.description + " (cron; hosts without systemd)",
 	})
 	r.add(h.Name, File{
@@ -480,6 +519,8 @@ func (r *renderer) schedule(h inventory.Host, j job) {
 	})
 }
 
+// cronEvery is the cron schedule of a period: every minute for a minute or
+// less (shorter periods loop inside the run), else every d minutes.
 func cronEvery(d time.Duration) string {
 	m := int(d / time.Minute)
 	switch {
@@ -491,7 +532,12 @@ func cronEvery(d time.Duration) string {
 	return "*/" + strconv.Itoa(m) + " * * * *"
 }
 
-func systemdSpan(d time.Duration) string { return strconv.Itoa(int(d/time.Minute)) + "min" }
+func systemdSpan(d time.Duration) string {
+	if d%time.Minute != 0 {
+		return strconv.Itoa(int(d/time.Second)) + "s"
+	}
+	return strconv.Itoa(int(d/time.Minute)) + "min"
+}
 
 func (r *renderer) archiveHost(h inventory.Host) {
 	inv := r.inv
@@ -515,10 +561,16 @@ func (r *renderer) archiveHost(h inventory.Host) {
 		type entry struct{ Command, Placeholder string }
 		var entries []entry
 		var needs []string
+		var watcher string
 		for _, c := range clients {
 			allow := ArchiveRightsStandby
 			if c.Role == inventory.RolePrimary {
 				allow = ArchiveRightsPrimary
+			}
+			for _, w := range inv.DNSWatchers() {
+				if w.Name == c.Name {
+					allow, watcher = ArchiveRightsWatcher, c.Name
+				}
 			}
 			entries = append(entries, entry{
 				Command:     inventory.DefaultHelperPath + " serve --root " + shquote(a.Path) + " --allow " + allow,
@@ -534,9 +586,9 @@ func (r *renderer) archiveHost(h inventory.Host) {
 				Path: path.Join(a.Home, ".ssh", "authorized_keys"), Mode: 0o600, Owner: owner, Kind: KindAuthorizedKeys,
 				Block: inv.Cluster, NeedsKeys: needs,
 				Content: r.exec(h.Name, "authorized_keys.tmpl", struct {
-					Cluster string
-					Entries []entry
-				}{inv.Cluster, entries}),
+					Cluster, Watcher string
+					Entries          []entry
+				}{inv.Cluster, watcher, entries}),
 				Reason: "keys of the PostgreSQL hosts, restricted to pgwarm-wal serve",
 			})
 		}

@@ -169,11 +169,26 @@ func TestAuthorizedKeysRights(t *testing.T) {
 	}
 	want := `command="/usr/local/bin/pgwarm-wal serve --root /srv/pgwarm/main --allow push",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {{key:pg1}}` + "\n" +
 		`command="/usr/local/bin/pgwarm-wal serve --root /srv/pgwarm/main --allow get,cleanup,list,verify",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {{key:pg2}}` + "\n"
-	if !strings.HasSuffix(string(ak[0].Content), want) {
+	// The golden case has a DNS trigger on pg2: its key may push too, so
+	// that the watcher's promotion archives at once.
+	watched := strings.Replace(want, "--allow get,cleanup,list,verify", "--allow get,cleanup,list,verify,push", 1)
+	if !strings.HasSuffix(string(ak[0].Content), watched) {
 		t.Errorf("authorized_keys:\n%s", ak[0].Content)
 	}
 	if strings.Join(ak[0].NeedsKeys, ",") != "pg1,pg2" || ak[0].Block != "main" {
 		t.Errorf("NeedsKeys %v Block %q", ak[0].NeedsKeys, ak[0].Block)
+	}
+	src := strings.Replace(goldenCase{"15", "hot", "ssh"}.inventory(), "failover:\n  dns: {name: postgres, target: pg-secondary}\n", "", 1)
+	inv, err := inventory.Parse("x.yaml", []byte(src), inventory.Options{})
+	if err != nil || inv.Failover.DNS != nil {
+		t.Fatalf("without failover.dns: %v %+v", err, inv.Failover)
+	}
+	r, err = RenderWith(inv, Options{LookupEnv: goldenEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ak := byKind(r, "arch", KindAuthorizedKeys); len(ak) != 1 || !strings.HasSuffix(string(ak[0].Content), want) || strings.Contains(string(ak[0].Content), "DNS") {
+		t.Errorf("authorized_keys without a DNS trigger:\n%s", ak[0].Content)
 	}
 }
 
@@ -263,6 +278,8 @@ func TestSettingsSortedAndMatchFile(t *testing.T) {
 
 func TestSeveralStandbysNoCleanup(t *testing.T) {
 	src := strings.Replace(goldenCase{"15", "hot", "ssh"}.inventory(), "  - {name: arch", "  - {name: pg3, address: 10.0.0.4, role: standby}\n  - {name: arch", 1)
+	// Several standbys: the DNS trigger names the one it promotes.
+	src = strings.Replace(src, "target: pg-secondary", "target: 10.0.0.4", 1)
 	inv, err := inventory.Parse("x.yaml", []byte(src), inventory.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +292,9 @@ func TestSeveralStandbysNoCleanup(t *testing.T) {
 		if strings.Contains(settingsOf(r, h), "archive_cleanup_command") {
 			t.Errorf("%s: archive_cleanup_command with two standbys", h)
 		}
+	}
+	if n2, n3 := len(byKind(r, "pg2", KindScript)), len(byKind(r, "pg3", KindScript)); n2 != 0 || n3 != 1 {
+		t.Errorf("DNS trigger scripts: pg2 %d, pg3 %d; want only pg3's (the target)", n2, n3)
 	}
 	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "several standbys") {
 		t.Errorf("warnings %q", r.Warnings)
