@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -43,6 +44,7 @@ func planCommand() *cli.Command {
 }
 
 func planAction(c *cli.Context) error {
+	t0 := time.Now()
 	file := c.String("inventory")
 	inv, err := loadInventory(file)
 	if err != nil {
@@ -66,20 +68,35 @@ func planAction(c *cli.Context) error {
 		return err
 	}
 	ctx := c.Context
+	// Hashing this build and its helper is local work: done while the
+	// hosts answer.
+	var helpers map[string]string
+	var ver string
+	local := make(chan struct{})
+	go func() {
+		defer close(local)
+		helpers, ver = localHelpers(), version()
+	}()
 	start := time.Now()
+	prepare := start.Sub(t0)
 	f, st, err := gatherFacts(ctx, inv, probed, reqs, sshDialOptions(c))
+	<-local
 	if err != nil {
 		return err
 	}
+	st.phases = append(st.phases, "load+render "+prepare.Round(time.Millisecond).String())
+	st.phase("gather", start)
+	t := time.Now()
 	p, err := plan.Compute(plan.Input{
 		Inventory: inv, InventoryPath: file, InventoryHash: plan.Hash(invBytes),
-		Rendered: r, Facts: f, Helpers: localHelpers(), Version: version(), Limit: limit,
+		Rendered: r, Facts: f, Helpers: helpers, Version: ver, Limit: limit,
 	})
 	if err != nil {
 		return err
 	}
+	st.phase("compute", t)
 	if c.Bool("stats") {
-		st.print(c.App.ErrWriter, time.Since(start))
+		defer st.print(c.App.ErrWriter, t0)
 	}
 	if out := c.String("out"); out != "" {
 		if err := plan.Save(out, p); err != nil {
@@ -129,34 +146,49 @@ func colour(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// gatherFacts connects to hosts and probes them all in parallel; every
-// failure is reported at once, each naming its host.
+// gatherFacts connects to hosts and probes them all in parallel, each host
+// as soon as it is connected, with the probe as the connection's first
+// command (under become: sudo its sudo doubles as the sudo check: one
+// round trip per host). Every failure is reported at once, each naming
+// its host.
 func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventory.Host, reqs map[string]facts.Request, opt dialOptions) (map[string]facts.Facts, *stats, error) {
-	st := &stats{dial: map[string]time.Duration{}, probe: map[string]time.Duration{}, runs: map[string]int{}}
-	t0 := time.Now()
-	conns, closeAll, err := connect(ctx, inv, hosts, opt)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer closeAll()
-	dialed := time.Since(t0)
+	st := &stats{probe: map[string]time.Duration{}, runs: map[string]int{}}
 	var mu sync.Mutex
 	out := map[string]facts.Facts{}
-	list := make([]host.Host, 0, len(hosts))
-	for _, h := range hosts {
-		list = append(list, conns[h.Name])
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Name
 	}
-	err = host.Parallel(ctx, 0, list, func(ctx context.Context, h host.Host) error {
-		ch := &counting{Host: h}
+	err := host.ParallelNames(ctx, opt.parallel, names, func(ctx context.Context, name string) error {
+		ih, _ := inv.Host(name)
+		cfg := hostConfig(inv, ih)
+		if opt.tweak != nil {
+			cfg = opt.tweak(cfg)
+		}
+		req := reqs[name]
+		cmd, err := facts.Probe(req)
+		if err != nil {
+			return fmt.Errorf("%s: facts: %w", name, err)
+		}
 		t := time.Now()
-		f, err := facts.Gather(ctx, ch, reqs[h.Name()])
+		h, res, err := host.DialRun(ctx, cfg, cmd)
+		if err != nil {
+			var he *host.Error
+			if errors.As(err, &he) && he.Op == "connect" {
+				return err // as connect reports it
+			}
+			_, err = facts.Read(name, req, res, err)
+			return err
+		}
+		h.Close()
+		f, err := facts.Read(name, req, res, nil)
 		mu.Lock()
 		defer mu.Unlock()
-		st.dial[h.Name()], st.probe[h.Name()], st.runs[h.Name()] = dialed, time.Since(t), ch.n
+		st.probe[name], st.runs[name] = time.Since(t), 1
 		if err != nil {
 			return err
 		}
-		out[h.Name()] = f
+		out[name] = f
 		return nil
 	})
 	if err != nil {
@@ -165,27 +197,24 @@ func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventor
 	return out, st, nil
 }
 
-// counting counts the commands a probe sends, for --stats.
-type counting struct {
-	host.Host
-	n int
-}
-
-func (c *counting) Run(ctx context.Context, cmd host.Cmd) (host.Result, error) {
-	c.n++
-	return c.Host.Run(ctx, cmd)
-}
-
+// stats are plan's timings, for --stats: per host the connection and its
+// commands, and the phases of the whole run.
 type stats struct {
-	dial, probe map[string]time.Duration
-	runs        map[string]int
+	probe  map[string]time.Duration
+	runs   map[string]int
+	phases []string
 }
 
-func (s *stats) print(w io.Writer, total time.Duration) {
+func (s *stats) phase(name string, since time.Time) {
+	s.phases = append(s.phases, fmt.Sprintf("%s %s", name, time.Since(since).Round(time.Millisecond)))
+}
+
+func (s *stats) print(w io.Writer, start time.Time) {
 	for _, n := range sortedKeys(s.runs) {
-		fmt.Fprintf(w, "stats: %s connect %s probe %s commands %d\n", n, s.dial[n].Round(time.Millisecond), s.probe[n].Round(time.Millisecond), s.runs[n])
+		fmt.Fprintf(w, "stats: %s connect+probe %s commands %d\n", n, s.probe[n].Round(time.Millisecond), s.runs[n])
 	}
-	fmt.Fprintf(w, "stats: total %s\n", total.Round(time.Millisecond))
+	fmt.Fprintf(w, "stats: phases %s\n", strings.Join(s.phases, ", "))
+	fmt.Fprintf(w, "stats: total %s\n", time.Since(start).Round(time.Millisecond))
 }
 
 func sortedKeys[V any](m map[string]V) []string {
