@@ -366,10 +366,10 @@ func TestGatherArchiveUser(t *testing.T) {
 // its text to be collected all come back as single stat(1) and
 // sha256sum(1) calls would describe them one by one.
 func TestGatherAwkwardPaths(t *testing.T) {
-	// With tar and openssl (when installed here), and with neither:
-	// sha256sum and base64 only.
-	for _, withTar := range []bool{true, false} {
-		t.Run(fmt.Sprintf("tar=%v", withTar), func(t *testing.T) {
+	// With tar and openssl (when installed here); with neither: sha256sum
+	// and base64 only; and with a tar that fails (knows no -h, say).
+	for _, tarKind := range []string{"tar", "none", "broken"} {
+		t.Run(tarKind, func(t *testing.T) {
 			root := t.TempDir()
 			texts := map[string]string{
 				"a b.conf":      "x = 1\n",
@@ -398,9 +398,12 @@ func TestGatherAwkwardPaths(t *testing.T) {
 			req.Paths = append(req.Paths, PathRequest{Path: big, Content: true})
 
 			h := &localHost{}
-			if !withTar {
+			if tarKind != "tar" {
 				h.path = pathWithout(t, "tar")
 				os.Remove(filepath.Join(h.path, "openssl"))
+			}
+			if tarKind == "broken" {
+				write(t, filepath.Join(h.path, "tar"), "#!/bin/sh\necho 'tar: unknown option -h' >&2; exit 1\n", 0o755)
 			}
 			f, err := Gather(context.Background(), h, req)
 			if err != nil {
@@ -484,5 +487,23 @@ func TestGatherRole(t *testing.T) {
 				t.Errorf("files not probed beside the role check: %+v", conf)
 			}
 		})
+	}
+}
+
+// TestParseNoHash: a file stat saw but whose hash never came (tar or
+// sha256sum failed, or it vanished meanwhile) is an error, not a guess.
+func TestParseNoHash(t *testing.T) {
+	req := Request{Paths: []PathRequest{{Path: "/etc/a", Content: true}}}
+	for name, out := range map[string]string{
+		"empty tar": "fstat\t/etc/a\t644|root|root|3\ntar\t\nend\n",
+		"no sum":    "fstat\t/etc/a\t644|root|root|3\nend\n",
+	} {
+		if _, err := Parse("pg1", req, []byte(out)); err == nil || !strings.Contains(err.Error(), "no hash for /etc/a") {
+			t.Errorf("%s: err = %v, want no hash for /etc/a", name, err)
+		}
+	}
+	ok := "fstat\t/etc/a\t644|root|root|3\nsum\t" + strings.Repeat("0", 64) + "  /etc/a\nend\n"
+	if f, err := Parse("pg1", req, []byte(ok)); err != nil || f.Files["/etc/a"].SHA256 != strings.Repeat("0", 64) {
+		t.Errorf("with its sum: %+v, %v", f.Files["/etc/a"], err)
 	}
 }

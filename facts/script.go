@@ -131,16 +131,19 @@ if [ -n "$S" ]; then
     esac
   done
   IFS=$DEFIFS; set +f
+  if [ -n "$T" ]; then
+    IFS=$NL; set -f; set -- $T; IFS=$DEFIFS; set +f
+    b=$(tar -b 1 -chPf - -- "$@" 2>/dev/null | base64 -w 0)
+    # A tar that knows none of these options prints nothing: those files
+    # go the way they would without tar.
+    if [ -n "$b" ]; then p tar "$b"; else H="$H$T"; C="$C$T"; fi
+  fi
   if [ -n "$H" ]; then
     IFS=$NL; set -f; set -- $H; IFS=$DEFIFS
     # openssl hashes big files (the helper binary) several times faster.
     if [ -n "$big" ] && command -v openssl >/dev/null 2>&1; then sums=$(openssl dgst -sha256 -r "$@" 2>/dev/null)
     else sums=$(sha256sum -- "$@" 2>/dev/null); fi
     IFS=$NL; for l in $sums; do p sum "$l"; done; IFS=$DEFIFS; set +f
-  fi
-  if [ -n "$T" ]; then
-    IFS=$NL; set -f; set -- $T; IFS=$DEFIFS; set +f
-    p tar "$(tar -b 1 -chPf - -- "$@" 2>/dev/null | base64 -w 0)"
   fi
   IFS=$NL; set -f; set -- $C; IFS=$DEFIFS; set +f
   for n in "$@"; do p content "$n" "$(base64 -w 0 < "$n")"; done
@@ -237,6 +240,7 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 		dd = &DataDir{Path: req.DataDir}
 	}
 	var dpkgArch string
+	unhashed := map[string]bool{} // regular files (from fstat) still without a hash
 	ended := false
 	for _, line := range strings.Split(string(out), "\n") {
 		if line == "" {
@@ -316,6 +320,7 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 		case "fstat":
 			mode, owner, group, size := statFields(arg(1))
 			f.Files[arg(0)] = File{Type: Regular, Mode: mode, Owner: owner, Group: group, Size: size}
+			unhashed[arg(0)] = true
 		case "sum":
 			path, sum, err := parseSum(arg(0))
 			if err != nil {
@@ -327,9 +332,15 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 			}
 			fi.SHA256 = sum
 			f.Files[path] = fi
+			delete(unhashed, path)
 		case "tar":
 			if err := readTar(f.Files, arg(0)); err != nil {
 				return Facts{}, err
+			}
+			for p, fi := range f.Files {
+				if fi.SHA256 != "" {
+					delete(unhashed, p)
+				}
 			}
 		case "content":
 			fi, ok := f.Files[arg(0)]
@@ -375,6 +386,11 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 	for _, pr := range req.Paths {
 		if _, ok := f.Files[pr.Path]; !ok {
 			return Facts{}, fmt.Errorf("probe output: no record for %s", pr.Path)
+		}
+		// A file stat saw but no hash came back for: it vanished
+		// meanwhile, or sha256sum or tar failed. Never guess.
+		if unhashed[pr.Path] {
+			return Facts{}, fmt.Errorf("probe output: no hash for %s (changed during the probe, or the host's sha256sum or tar failed); run plan again", pr.Path)
 		}
 	}
 	f.OS = OS{ID: osr["ID"], VersionID: osr["VERSION_ID"], PrettyName: osr["PRETTY_NAME"]}
