@@ -160,12 +160,12 @@ func TestSplitPieces(t *testing.T) {
 	}
 }
 
-// From zstdSplitMin on, zstd writes two frames compressed concurrently;
+// Above zstdFrameSize, zstd writes several frames compressed concurrently;
 // restore reads them as one stream, and damage in either is caught.
-func TestZstdTwoFramesRoundTrip(t *testing.T) {
-	seg := walLike(4<<20, 7<<22, 7)
-	copy(seg, fakeSegment(4<<20, 7, 42, 0)[:40])
-	seg = append(seg[:3<<20], make([]byte, 1<<20)...)
+func TestZstdFramesRoundTrip(t *testing.T) {
+	seg := walLike(9<<20+100, 7<<24, 7) // three frames, the last one short
+	copy(seg, fakeSegment(16<<20, 7, 42, 0)[:40])
+	seg = append(seg, make([]byte, 7<<20-100)...)
 	info, err := ParseLongHeader(seg)
 	if err != nil {
 		t.Fatal(err)
@@ -174,11 +174,11 @@ func TestZstdTwoFramesRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Stored < zstdSplitMin || h.Filter != PageHeaders {
+	if h.Stored <= zstdFrameSize || h.Filter != PageHeaders {
 		t.Fatalf("header %+v", h)
 	}
-	if n := bytes.Count(file[HeaderSize:], []byte{0x28, 0xB5, 0x2F, 0xFD}); n < 2 {
-		t.Fatalf("%d zstd frame magics in the body, want 2", n)
+	if n := bytes.Count(file[HeaderSize:], []byte{0x28, 0xB5, 0x2F, 0xFD}); n < 3 {
+		t.Fatalf("%d zstd frame magics in the body, want 3", n)
 	}
 	got, _, err := Decode(file)
 	if err != nil || !bytes.Equal(got, seg) {
