@@ -33,6 +33,10 @@
 // garbage out), and the sha256 is of the original content, so files
 // written before the filter existed (byte 9 zero) read as before, and the
 // same content shipped by an old and a new pgwarm-wal compares equal.
+//
+// A zstd body is one or more concatenated frames (one per 4 MiB of stored
+// content, compressed concurrently); older files have one frame. Readers
+// decode the concatenation.
 package walfile
 
 import (
@@ -266,10 +270,16 @@ func zstdFrames(w io.Writer, pieces [][]byte, n int) error {
 	}
 	close(next)
 	var wg sync.WaitGroup
+	panics := make(chan any, zstdWorkers)
 	for range min(zstdWorkers, len(frames)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					panics <- r
+				}
+			}()
 			var zw *zstd.Encoder
 			for i := range next {
 				out[i].Grow(zstdFrameSize / 8)
@@ -278,6 +288,14 @@ func zstdFrames(w io.Writer, pieces [][]byte, n int) error {
 		}()
 	}
 	wg.Wait()
+	select {
+	case r := <-panics:
+		// A bug in a worker: re-raised here, where the command's recover
+		// turns it into the internal-error exit status instead of the
+		// runtime's exit 2 (which would read as "bad input").
+		panic(r)
+	default:
+	}
 	for i := range out {
 		if errs[i] != nil {
 			return errs[i]
