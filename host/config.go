@@ -26,7 +26,12 @@ type Config struct {
 	AcceptNewHostKeys bool          // record unknown keys (never changed ones)
 	Become            string        // "" or "sudo" (ignored when the user is root)
 	ConnectTimeout    time.Duration // 0: 10s; covers TCP connect, handshake and sudo check
-	SSHConfigFile     string        // "": ~/.ssh/config if it exists; "none": no ssh_config
+	// DialTimeout bounds each TCP connect alone (0: ConnectTimeout). A host
+	// that does not answer a SYN on a LAN within a fraction of a second is
+	// gone, while a slow handshake on a loaded host that did answer is not:
+	// promote uses this to give up on a dead old primary quickly.
+	DialTimeout   time.Duration
+	SSHConfigFile string // "": ~/.ssh/config if it exists; "none": no ssh_config
 
 	// KeepAlive is the interval of keepalive@openssh.com probes that close
 	// a dead connection (so a cut-off host fails fast instead of hanging).

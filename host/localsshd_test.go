@@ -237,4 +237,12 @@ func TestLocalSSHDConnectErrors(t *testing.T) {
 	if !errors.As(err, &he) || he.Host != "mute" || he.Op != "connect" {
 		t.Fatalf("not a *host.Error: %#v", err)
 	}
+	// DialTimeout bounds the TCP connect only: a host that answered gets
+	// the whole ConnectTimeout for its handshake.
+	cfg.DialTimeout = 50 * time.Millisecond
+	start = time.Now()
+	_, err = host.Dial(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 500ms") || time.Since(start) < 400*time.Millisecond {
+		t.Fatalf("with DialTimeout 50ms: err = %v after %s", err, time.Since(start))
+	}
 }

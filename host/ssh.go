@@ -124,7 +124,7 @@ func dialUntil(ctx context.Context, cfg Config, timeout time.Duration, deadline 
 		if len(jumps) > 0 {
 			via = jumps[len(jumps)-1]
 		}
-		c, err := connect(ctx, via, hop, cfg.AcceptNewHostKeys, agentAuth, timeout)
+		c, err := connect(ctx, via, hop, cfg.AcceptNewHostKeys, agentAuth, timeout, cfg.DialTimeout)
 		if err != nil {
 			return fail(fmt.Errorf("via ProxyJump %s: %w", spec, err))
 		}
@@ -134,7 +134,7 @@ func dialUntil(ctx context.Context, cfg Config, timeout time.Duration, deadline 
 	if len(jumps) > 0 {
 		via = jumps[len(jumps)-1]
 	}
-	c, err := connect(ctx, via, target, cfg.AcceptNewHostKeys, agentAuth, timeout)
+	c, err := connect(ctx, via, target, cfg.AcceptNewHostKeys, agentAuth, timeout, cfg.DialTimeout)
 	if err != nil {
 		return fail(err)
 	}
@@ -169,7 +169,10 @@ func dialUntil(ctx context.Context, cfg Config, timeout time.Duration, deadline 
 }
 
 // connect opens one SSH connection to e, over TCP or through via.
-func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, agentAuth ssh.AuthMethod, timeout time.Duration) (*ssh.Client, error) {
+func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, agentAuth ssh.AuthMethod, timeout, dialTimeout time.Duration) (*ssh.Client, error) {
+	if dialTimeout <= 0 || dialTimeout > timeout {
+		dialTimeout = timeout
+	}
 	keys := hostKeys{file: e.knownHosts, acceptNew: acceptNew, hash: e.hashKnown}
 	hkcb, err := keys.callback()
 	if err != nil {
@@ -202,10 +205,12 @@ func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, a
 
 	var conn net.Conn
 	if via == nil {
-		d := net.Dialer{Timeout: timeout}
+		d := net.Dialer{Timeout: dialTimeout}
 		conn, err = d.DialContext(ctx, "tcp", e.tcpAddr())
 	} else {
-		conn, err = via.DialContext(ctx, "tcp", e.tcpAddr())
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		conn, err = via.DialContext(dctx, "tcp", e.tcpAddr())
+		cancel()
 		if err != nil {
 			err = fmt.Errorf("dial tcp %s through the jump host: %w", e.tcpAddr(), err)
 		}

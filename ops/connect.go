@@ -37,16 +37,14 @@ func NewPool(inv *inventory.Inventory, timeout time.Duration) (*host.Pool, error
 	return host.NewPool(cfgs...)
 }
 
-// NewPoolWith is NewPool with its own connect timeout for some hosts
-// (promote waits less for an old primary that may be gone).
-func NewPoolWith(inv *inventory.Inventory, timeout time.Duration, per map[string]time.Duration) (*host.Pool, error) {
+// NewPoolWith is NewPool with a TCP connect timeout of their own for some
+// hosts (promote gives up sooner on an old primary that may be gone).
+func NewPoolWith(inv *inventory.Inventory, timeout time.Duration, dial map[string]time.Duration) (*host.Pool, error) {
 	cfgs := make([]host.Config, 0, len(inv.Hosts))
 	for _, h := range inv.Hosts {
-		t := timeout
-		if d, ok := per[h.Name]; ok {
-			t = d
-		}
-		cfgs = append(cfgs, HostConfig(inv, h, t))
+		cfg := HostConfig(inv, h, timeout)
+		cfg.DialTimeout = dial[h.Name]
+		cfgs = append(cfgs, cfg)
 	}
 	return host.NewPool(cfgs...)
 }

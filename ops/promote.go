@@ -89,6 +89,12 @@ type PromoteOptions struct {
 	WriteTimeout time.Duration
 	// UpdateInventory rewrites the inventory file with the roles swapped.
 	UpdateInventory bool
+	// LateFence: after promoting around a host that could not be reached,
+	// keep trying this long to reach it (through Redial, with the full
+	// connect timeout) and fence it: the short fence timeout trades a
+	// fast promotion for the chance that a live primary only answered late.
+	LateFence time.Duration
+	Redial    func(ctx context.Context, name string) (host.Host, error)
 }
 
 // Promote fences the old primary when it answers, lets the new primary
@@ -145,6 +151,9 @@ func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Pr
 	if len(errs) == 0 {
 		errs = append(errs, grantArchive(ctx, inv, hosts, plan.Target, templates.ArchiveRightsPrimary, pr))
 	}
+	for _, name := range plan.Unfenceable {
+		errs = append(errs, lateFence(ctx, inv, name, opts, pr))
+	}
 	if strings.Contains(out, "trigger removed") {
 		pr.Hostf(plan.Target, "removed the stale trigger file %s", inv.Replication.TriggerFile)
 	}
@@ -183,6 +192,36 @@ func fence(ctx context.Context, inv *inventory.Inventory, hosts Hosts, name stri
 	}
 	return nil
 }
+
+// lateFence tries for opts.LateFence to reach a host promote went around
+// and fences it when it answers. Not reaching it is the expected case (it
+// is down) and no error; reaching it and failing to fence it is one.
+func lateFence(ctx context.Context, inv *inventory.Inventory, name string, opts PromoteOptions, pr *Printer) error {
+	if opts.LateFence <= 0 || opts.Redial == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, opts.LateFence)
+	defer cancel()
+	for {
+		h, err := opts.Redial(ctx, name)
+		if err == nil {
+			defer h.Close()
+			pr.Hostf(name, "answers again after the promotion: fencing it now")
+			return fence(ctx, inv, singleHost{h}, name, pr)
+		}
+		select {
+		case <-ctx.Done():
+			pr.Hostf(name, "still unreachable %s after the promotion; keep it from starting as a primary and run `pgwarm rebuild %s` once it is back", opts.LateFence, name)
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// singleHost is Hosts over one connected host.
+type singleHost struct{ h host.Host }
+
+func (s singleHost) Get(ctx context.Context, name string) (host.Host, error) { return s.h, nil }
 
 // controls returns the shell that runs action with the control the host
 // has: systemd when it is PID 1 there (decided on the host), else

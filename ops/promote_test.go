@@ -1,12 +1,17 @@
 package ops
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/templates"
 )
@@ -170,5 +175,39 @@ func TestReplaceKeepingOwnerScript(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".pgwarm.*")); len(left) != 0 {
 		t.Errorf("temp files left: %v", left)
+	}
+}
+
+func TestLateFence(t *testing.T) {
+	inv, err := inventory.Parse("pgwarm.yaml", []byte(commented), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg1 := host.NewFake("pg1")
+	pg1.Handler = func(c host.Cmd) (host.Result, error) {
+		return host.Result{Stdout: []byte("switched 000000010000000000000009\nstopped pg_ctlcluster 15 main\n")}, nil
+	}
+	calls := 0
+	var out bytes.Buffer
+	opts := PromoteOptions{LateFence: 30 * time.Second, Redial: func(ctx context.Context, name string) (host.Host, error) {
+		if calls++; calls == 1 {
+			return nil, errors.New("dial tcp 10.0.0.1:22: connect: no route to host")
+		}
+		return pg1, nil
+	}}
+	if err := lateFence(context.Background(), inv, "pg1", opts, &Printer{W: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 || len(pg1.Commands()) != 1 || !strings.Contains(out.String(), "pg1: answers again after the promotion: fencing it now") ||
+		!strings.Contains(out.String(), "pg1: fenced: stopped fast") {
+		t.Errorf("calls %d, commands %d, output:\n%s", calls, len(pg1.Commands()), out.String())
+	}
+	// Gone for good: reported, not an error.
+	out.Reset()
+	opts = PromoteOptions{LateFence: 300 * time.Millisecond, Redial: func(ctx context.Context, name string) (host.Host, error) {
+		return nil, errors.New("i/o timeout")
+	}}
+	if err := lateFence(context.Background(), inv, "pg1", opts, &Printer{W: &out}); err != nil || !strings.Contains(out.String(), "pg1: still unreachable 300ms after the promotion") {
+		t.Errorf("err %v, output:\n%s", err, out.String())
 	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"os"
 	"time"
 
+	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/ops"
 	"github.com/urfave/cli/v2"
@@ -16,14 +18,16 @@ func promoteCommand() *cli.Command {
 		ArgsUsage: "[HOST]",
 		Description: "Promotes HOST, or the only running standby. First fences every host that is or may\n" +
 			"be a primary: switches its WAL, stops it fast and disables its automatic start\n" +
-			"(rebuild re-enables it); one that cannot be reached is reported and skipped. Lets\n" +
+			"(rebuild re-enables it); one that does not answer within --fence-timeout is reported,\n" +
+			"promoted around, then tried again for --late-fence and fenced if it comes back. Lets\n" +
 			"the new primary add to an ssh archive, promotes with pg_ctl promote, waits until a\n" +
 			"write is acknowledged and prints the time from the start of the command to it.",
 		Flags: []cli.Flag{inventoryFlag(),
 			&cli.BoolFlag{Name: "update-inventory", Usage: "write the swapped roles into the inventory file (comments kept)"},
 			&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "wait at most `D` for the promoted host to accept a write"},
 			&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "SSH connect timeout per host"},
-			&cli.DurationFlag{Name: "fence-timeout", Value: 3 * time.Second, Usage: "SSH connect timeout for the inventory's primary: unreachable after `D`, it is reported as not fenced"},
+			&cli.DurationFlag{Name: "fence-timeout", Value: 500 * time.Millisecond, Usage: "TCP connect timeout for the inventory's primary: no answer within `D` and it is promoted around (then tried again for --late-fence)"},
+			&cli.DurationFlag{Name: "late-fence", Value: 10 * time.Second, Usage: "after promoting around an unreachable primary, keep trying for `D` to reach and fence it (0: do not)"},
 		},
 		Action: promoteAction,
 	}
@@ -45,5 +49,9 @@ func promoteAction(c *cli.Context) error {
 	p := &ops.Printer{W: c.App.Writer, Color: c.App.Writer == os.Stdout && ops.UseColor(os.Stdout)}
 	return ops.Promote(c.Context, inv, pool, ops.PromoteOptions{
 		Target: c.Args().First(), WriteTimeout: c.Duration("timeout"), UpdateInventory: c.Bool("update-inventory"),
+		LateFence: c.Duration("late-fence"), Redial: func(ctx context.Context, name string) (host.Host, error) {
+			h, _ := inv.Host(name)
+			return host.Dial(ctx, ops.HostConfig(inv, h, c.Duration("connect-timeout")))
+		},
 	}, p)
 }
