@@ -80,6 +80,7 @@ type ControlData struct {
 	WalLogHints bool
 	Checksums   bool
 	Timeline    uint32
+	Checkpoint  LSN // latest checkpoint location
 }
 
 // ParseControlData reads pg_controldata's output. Pure.
@@ -103,9 +104,37 @@ func ParseControlData(out string) ControlData {
 		case "Latest checkpoint's TimeLineID":
 			n, _ := strconv.ParseUint(v, 10, 32)
 			c.Timeline = uint32(n)
+		case "Latest checkpoint location":
+			c.Checkpoint, _ = ParseLSN(v)
 		}
 	}
 	return c
+}
+
+// DivergedFrom reports whether a target whose last checkpoint is cd lies
+// past the point where the source's timeline history (the content of the
+// source's TLI.history file) forked off the target's timeline: then it
+// cannot follow the source without a rewind or a new base backup. pg_rewind
+// 13 says "no rewind required" for a target shut down right after the fork
+// (its shutdown checkpoint is the only record past it); PostgreSQL then
+// refuses to start it ("requested timeline is not a child"). Pure.
+func DivergedFrom(cd ControlData, history string) (LSN, bool) {
+	for _, l := range strings.Split(history, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		tli, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil || uint32(tli) != cd.Timeline {
+			continue
+		}
+		fork, err := ParseLSN(f[1])
+		if err != nil {
+			continue
+		}
+		return fork, cd.Checkpoint >= fork
+	}
+	return 0, false
 }
 
 // CleanlyShutDown reports whether pg_rewind accepts the directory as is.
@@ -386,8 +415,34 @@ func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd C
 		}
 		return fmt.Errorf("pg_rewind exited %d: %s", res.ExitCode, msg)
 	}
-	if l := lastLine(string(res.Stderr) + string(res.Stdout)); l != "" {
+	l := lastLine(string(res.Stderr) + string(res.Stdout))
+	if l != "" {
 		pr.Hostf(name, "pg_rewind: %s", l)
 	}
+	if strings.Contains(l, "no rewind required") {
+		// Check it: a target that is an ancestor of the source is fine; one
+		// that wrote past the fork (if only its shutdown checkpoint) is not.
+		hist, err := host.CheckRun(ctx, ph, host.Cmd{Command: historyScript(inv), Timeout: 30 * time.Second})
+		if err != nil {
+			return fmt.Errorf("reading %s's timeline history: %w", prim, err)
+		}
+		if fork, diverged := DivergedFrom(cd, string(hist.Stdout)); diverged {
+			return fmt.Errorf("pg_rewind found nothing to rewind, but the last checkpoint %s on timeline %d lies past %s's fork at %s", cd.Checkpoint, cd.Timeline, prim, fork)
+		}
+	}
 	return nil
+}
+
+// historyScript prints the primary's current timeline history file (empty
+// on timeline 1, which has none).
+func historyScript(inv *inventory.Inventory) string {
+	p := inv.Paths()
+	wal, cur := "pg_wal", "pg_walfile_name(pg_current_wal_lsn())"
+	if !inv.Postgres.Version.AtLeast(10) {
+		wal, cur = "pg_xlog", "pg_xlogfile_name(pg_current_xlog_location())"
+	}
+	// The current timeline, not the last checkpoint's: right after a
+	// promotion they differ.
+	tli := Psql(inv, "SELECT substr("+cur+", 1, 8)")
+	return "t=$(" + tli + ") && f=" + host.Quote(p.DataDir+"/"+wal+"/") + "\"$t.history\" && if [ -f \"$f\" ]; then cat \"$f\"; fi"
 }

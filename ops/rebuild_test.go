@@ -110,3 +110,28 @@ func TestChooseMethod(t *testing.T) {
 		})
 	}
 }
+
+func TestDivergedFrom(t *testing.T) {
+	const hist = "1\t0/3000000\tno recovery target specified\n\n2\t0/C000000\tno recovery target specified\n"
+	for _, tc := range []struct {
+		name string
+		cd   ControlData
+		want bool
+	}{
+		// pg_rewind 13 said "no rewind required" here; PostgreSQL then refused to start.
+		{"shutdown checkpoint just past the fork", ControlData{Timeline: 2, Checkpoint: 0xC000028}, true},
+		{"well past the fork", ControlData{Timeline: 2, Checkpoint: 0xD000060}, true},
+		{"ancestor: stopped before the fork", ControlData{Timeline: 2, Checkpoint: 0xB000060}, false},
+		{"older timeline, before its fork", ControlData{Timeline: 1, Checkpoint: 0x2000060}, false},
+		{"older timeline, past its fork", ControlData{Timeline: 1, Checkpoint: 0x3000028}, true},
+		{"timeline not in the history", ControlData{Timeline: 3, Checkpoint: 0xF000028}, false},
+	} {
+		fork, got := DivergedFrom(tc.cd, hist)
+		if got != tc.want {
+			t.Errorf("%s: diverged %v (fork %s), want %v", tc.name, got, fork, tc.want)
+		}
+	}
+	if cd := ParseControlData("Latest checkpoint location:           0/C000028\nLatest checkpoint's TimeLineID:       2\n"); cd.Checkpoint != 0xC000028 || cd.Timeline != 2 {
+		t.Errorf("ParseControlData: %+v", cd)
+	}
+}
