@@ -381,6 +381,13 @@ func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd C
 	if _, err := host.CheckRun(ctx, ph, host.Cmd{Command: psqlMulti(inv, grants...), Timeout: 30 * time.Second}); err != nil {
 		return fmt.Errorf("granting pg_rewind's functions to %s: %w", inv.Replication.User, err)
 	}
+	// pg_rewind reads the source's timeline from its control file, which a
+	// promotion updates only with its next checkpoint (spread over minutes
+	// by default): before it, pg_rewind sees one timeline and answers "no
+	// rewind required" for a target that did diverge.
+	if _, err := host.CheckRun(ctx, ph, host.Cmd{Command: Psql(inv, "CHECKPOINT"), Timeout: 10 * time.Minute}); err != nil {
+		return fmt.Errorf("checkpoint on %s before pg_rewind: %w", prim, err)
+	}
 	p := inv.Paths()
 	name := h.Name()
 	if !cd.CleanlyShutDown() {
