@@ -312,7 +312,19 @@ func ConfigureStandby(ctx context.Context, s *State, name string, keep func(temp
 		return err
 	}
 	if !up {
-		return control(ctx, s, h, c, "start", "in recovery from the archive")
+		err := control(ctx, s, h, c, "start", "in recovery from the archive")
+		if err != nil {
+			// pg_ctl waits (60 s by default) for a hot standby to accept
+			// connections, which it does only once consistent: after a
+			// rewind it may first replay gigabytes from the archive. A
+			// server that still runs is starting, not failed; the replay
+			// proof that follows waits for it.
+			if still, rerr := running(ctx, h, c); rerr == nil && still {
+				s.Out.Hostf(name, "still starting (replaying the archive before it accepts connections); not waiting for the start command")
+				return nil
+			}
+		}
+		return err
 	}
 	if s.Inv.Replication.Mode == inventory.ModeWarm {
 		// A warm standby answers no queries, so pending_restart cannot be
