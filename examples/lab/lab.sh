@@ -154,6 +154,18 @@ wait_ssh() {
   die "$h (${addr[$h]}) did not answer on ssh"
 }
 
+# wait_primary: pg1's cluster accepts connections (a test's first psql or
+# pgbench must not meet "the database system is starting up").
+wait_primary() {
+  local i
+  for i in $(seq 1 300); do
+    docker exec -u postgres "$ns-lab$sfx-pg1" pg_isready -q 2>/dev/null && return 0
+    sleep 0.2
+  done
+  docker exec "$ns-lab$sfx-pg1" tail -20 "/var/log/postgresql/postgresql-$pgver-main.log" >&2 || true
+  die "pg1's PostgreSQL $pgver did not accept connections within a minute"
+}
+
 known_hosts() {
   # Host keys are read through docker exec, a channel we already trust,
   # instead of trust-on-first-use scanning.
@@ -231,6 +243,7 @@ up() {
   for h in "${hosts[@]}"; do start_host "$h"; done
   known_hosts
   for h in "${hosts[@]}"; do wait_ssh "$h"; done
+  wait_primary
   write_env
   say "up: pg1 ${addr[pg1]}, pg2 ${addr[pg2]}, arch ${addr[arch]} (Debian $suite, PostgreSQL $pgver)"
   say "inventory: ${state#$PWD/}/pgwarm.yaml; replication password: export PGWARM_REPLICATION_PASSWORD=\$(cat ${state#$PWD/}/replication_password)"
