@@ -15,7 +15,8 @@ import (
 // connection open (ControlMaster): after authorized_keys changes, only new
 // logins get the new rights. pgwarm's own session runs as another account.
 func CloseArchiveSessions(ctx context.Context, h host.Host, user string) error {
-	res, err := h.Run(ctx, host.Cmd{Command: CloseArchiveSessionsCommand(user), Timeout: 10 * time.Second})
+	// The per-connection process is sshd-session from OpenSSH 9.8 on, sshd before.
+	res, err := h.Run(ctx, host.Cmd{Command: "pkill -TERM -u " + host.Quote(user) + " -x 'sshd|sshd-session'; true", Timeout: 10 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -23,10 +24,4 @@ func CloseArchiveSessions(ctx context.Context, h host.Host, user string) error {
 		return &host.Error{Host: h.Name(), Err: fmt.Errorf("closing %s's ssh connections: %s", user, strings.TrimSpace(string(res.Stderr)))}
 	}
 	return nil
-}
-
-// CloseArchiveSessionsCommand is the shell that does it. The per-connection
-// process is sshd-session from OpenSSH 9.8 on, sshd before.
-func CloseArchiveSessionsCommand(user string) string {
-	return "pkill -TERM -u " + host.Quote(user) + " -x 'sshd|sshd-session'; true"
 }

@@ -317,8 +317,6 @@ func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, ne
 		return fmt.Errorf("%w: %s cannot archive until its key may push (run pgwarm apply with the updated inventory)", err, newPrimary)
 	}
 	file := authorizedKeys(inv)
-	// Two round trips: read, then replace and close the sessions (promote
-	// runs this twice while the pair has no primary).
 	old, err := h.ReadFile(ctx, file)
 	if err != nil {
 		return err
@@ -330,32 +328,25 @@ func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, ne
 	if !changed {
 		return nil
 	}
-	res, err := h.Run(ctx, host.Cmd{Command: replaceKeepingOwnerScript(file) + apply.CloseArchiveSessionsCommand(inv.Archive.User),
-		Stdin: []byte(updated), Timeout: 30 * time.Second})
+	st, err := h.Stat(ctx, file)
 	if err != nil {
 		return err
 	}
-	if !res.OK() {
-		return &host.Error{Host: arch, Err: fmt.Errorf("replacing %s (exit %d): %s", file, res.ExitCode, firstLine(res.Stderr))}
+	if err := h.WriteFile(ctx, file, []byte(updated), st.Mode.Perm(), st.Owner+":"+st.Group); err != nil {
+		return err
+	}
+	// sshd fixes a key's rights at login: connections opened under the old
+	// lines would keep them.
+	if err := apply.CloseArchiveSessions(ctx, h, inv.Archive.User); err != nil {
+		return err
 	}
 	if rights == promotingRights {
 		pr.Hostf(arch, "archive access: %s may add segments (and read them until its promotion is done), the old primary may only read (%s)", newPrimary, file)
 	} else {
 		pr.Hostf(arch, "archive access: %s may only add segments now that it is the primary (%s)", newPrimary, file)
 	}
-	// sshd fixes a key's rights at login: connections opened under the old
-	// lines would keep them.
 	pr.Hostf(arch, "archive access: closed %s's open ssh connections so every client logs in again under the new rights", inv.Archive.User)
 	return nil
-}
-
-// replaceKeepingOwnerScript replaces file atomically with stdin, keeping
-// its owner and mode (temp file beside it, fsync, rename).
-func replaceKeepingOwnerScript(file string) string {
-	f := host.Quote(file)
-	return "set -e; t=$(mktemp " + host.Quote(path.Dir(file)+"/.pgwarm.XXXXXXXX") + "); trap 'rm -f -- \"$t\"' EXIT\n" +
-		"cat > \"$t\"; chown --reference=" + f + " \"$t\"; chmod --reference=" + f + " \"$t\"; sync -- \"$t\"; mv -fT -- \"$t\" " + f + "\n" +
-		"trap - EXIT\n"
 }
 
 var allowRE = regexp.MustCompile(`--allow [a-z,]+`)

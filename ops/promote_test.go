@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,26 +152,6 @@ func TestSetRolesKeepsEverythingElse(t *testing.T) {
 	}
 	if _, err := SetRoles([]byte(commented), map[string]inventory.Role{"pg9": inventory.RolePrimary}); err == nil {
 		t.Error("no error for an unknown host")
-	}
-}
-
-func TestReplaceKeepingOwnerScript(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "authorized keys") // a space must not split the path
-	if err := os.WriteFile(file, []byte("old\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("bash", "-c", replaceKeepingOwnerScript(file))
-	cmd.Stdin = strings.NewReader("new\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	st, err := os.Stat(file)
-	if b, _ := os.ReadFile(file); string(b) != "new\n" || err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("content %q, mode %v, err %v", b, st.Mode(), err)
-	}
-	if left, _ := filepath.Glob(filepath.Join(dir, ".pgwarm.*")); len(left) != 0 {
-		t.Errorf("temp files left: %v", left)
 	}
 }
 
