@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -95,39 +91,8 @@ func TestLabApplyInterrupted(t *testing.T) {
 	}
 
 	// First apply: watch its output until the seed starts.
-	first := e.command("apply", "-i", e.inv, "--auto-approve")
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Stdout, first.Stderr = pw, pw
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	var out bytes.Buffer
-	var mu sync.Mutex
-	seeding := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		once := sync.Once{}
-		for sc.Scan() {
-			mu.Lock()
-			out.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if strings.HasPrefix(sc.Text(), "pg2: seeding /") {
-				once.Do(func() { close(seeding) })
-			}
-		}
-	}()
-	select {
-	case <-seeding:
-	case <-time.After(5 * time.Minute):
-		first.Process.Kill()
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("the first apply never reached the seed:\n%s", out.String())
-	}
+	first := e.startApply(func(l string) bool { return strings.HasPrefix(l, "pg2: seeding /") })
+	first.waitReached(t, 5*time.Minute, "the seed")
 
 	// A concurrent apply is refused at once, naming the holder.
 	start := time.Now()
@@ -138,13 +103,7 @@ func TestLabApplyInterrupted(t *testing.T) {
 	t.Logf("concurrent apply refused in %s", time.Since(start).Round(time.Millisecond))
 
 	// SIGKILL during the base backup; the lock and a partial copy stay behind.
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.Wait()
-	mu.Lock()
-	e.noSecret(out.String())
-	mu.Unlock()
+	e.noSecret(first.kill(t))
 
 	r = e.pgwarm("apply", "-i", e.inv, "--auto-approve")
 	if r.code != 0 {
@@ -169,47 +128,12 @@ func TestLabApplyInterruptedStreamTar(t *testing.T) {
 	// Enough data that the copy takes a while.
 	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], fmt.Sprintf("/usr/lib/postgresql/%d/bin/pgbench", e.lab.PGVersion), "-i", "-q", "-s", "20", "postgres")
 
-	first := e.command("apply", "-i", e.inv, "--auto-approve")
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Stdout, first.Stderr = pw, pw
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	var out bytes.Buffer
-	var mu sync.Mutex
-	copying := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		once := sync.Once{}
-		for sc.Scan() {
-			mu.Lock()
-			out.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if strings.HasPrefix(sc.Text(), "pg2: seeding /") && strings.Contains(sc.Text(), "relayed through pgwarm") {
-				once.Do(func() { close(copying) })
-			}
-		}
-	}()
-	select {
-	case <-copying:
-	case <-time.After(5 * time.Minute):
-		first.Process.Kill()
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("the first apply never reached the copy:\n%s", out.String())
-	}
+	first := e.startApply(func(l string) bool {
+		return strings.HasPrefix(l, "pg2: seeding /") && strings.Contains(l, "relayed through pgwarm")
+	})
+	first.waitReached(t, 5*time.Minute, "the copy")
 	time.Sleep(2 * time.Second) // in the middle of the copy
-	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.Wait()
-	mu.Lock()
-	firstOut := out.String()
-	mu.Unlock()
+	firstOut := first.kill(t)
 	if strings.Contains(firstOut, "pg1: backup stopped at") {
 		t.Fatalf("the copy finished before the kill; the test proves nothing:\n%s", firstOut)
 	}

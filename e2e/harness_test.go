@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,4 +323,70 @@ func (e *env) planClean() {
 	if r.code != 0 {
 		e.t.Fatalf("plan --detailed-exitcode after apply exited %d, want 0:\n%s", r.code, r.out)
 	}
+}
+
+// backgroundApply is `apply --auto-approve` left running while a test acts
+// on it (a second apply, SIGKILL), its output collected as it comes.
+type backgroundApply struct {
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	out     bytes.Buffer
+	reached chan struct{}
+}
+
+// startApply starts apply; reached closes at the first output line for
+// which at holds.
+func (e *env) startApply(at func(line string) bool) *backgroundApply {
+	e.t.Helper()
+	b := &backgroundApply{cmd: e.command("apply", "-i", e.inv, "--auto-approve"), reached: make(chan struct{})}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b.cmd.Stdout, b.cmd.Stderr = pw, pw
+	if err := b.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	pw.Close()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := sync.Once{}
+		for sc.Scan() {
+			b.mu.Lock()
+			b.out.WriteString(sc.Text() + "\n")
+			b.mu.Unlock()
+			if at(sc.Text()) {
+				once.Do(func() { close(b.reached) })
+			}
+		}
+	}()
+	return b
+}
+
+// waitReached waits up to d for the line; otherwise it kills apply and
+// fails with "the first apply never reached <what>" and the output.
+func (b *backgroundApply) waitReached(t *testing.T, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-b.reached:
+	case <-time.After(d):
+		b.cmd.Process.Kill()
+		t.Fatalf("the first apply never reached %s:\n%s", what, b.output())
+	}
+}
+
+// kill sends SIGKILL, waits for the process and returns all it printed.
+func (b *backgroundApply) kill(t *testing.T) string {
+	t.Helper()
+	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.cmd.Wait()
+	return b.output()
+}
+
+func (b *backgroundApply) output() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.out.String()
 }
