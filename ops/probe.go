@@ -62,14 +62,23 @@ func statusSQL(v inventory.Version) string {
  'senders', (SELECT json_agg(json_build_object('addr', host(client_addr), 'name', application_name, 'state', state,
      'replay_lsn', replay_lsn::text, 'replay_lag', extract(epoch from replay_lag))) FROM pg_stat_replication))`
 	if !v.AtLeast(10) {
-		q = strings.NewReplacer("pg_current_wal_lsn", "pg_current_xlog_location",
-			"pg_last_wal_receive_lsn", "pg_last_xlog_receive_location",
-			"pg_last_wal_replay_lsn", "pg_last_xlog_replay_location",
-			"pg_is_wal_replay_paused", "pg_is_xlog_replay_paused",
-			"pg_walfile_name", "pg_xlogfile_name", "replay_lsn", "replay_location",
-			", 'replay_lag', extract(epoch from replay_lag)", "").Replace(q)
+		q = strings.NewReplacer("replay_lsn", "replay_location",
+			", 'replay_lag', extract(epoch from replay_lag)", "").Replace(walNames(v, q))
 	}
 	return q
+}
+
+// walNames gives SQL written with PostgreSQL 10's function names the
+// names of major v: 10 renamed xlog to wal and location to lsn.
+func walNames(v inventory.Version, q string) string {
+	if v.AtLeast(10) {
+		return q
+	}
+	return strings.NewReplacer("pg_current_wal_lsn", "pg_current_xlog_location",
+		"pg_last_wal_receive_lsn", "pg_last_xlog_receive_location",
+		"pg_last_wal_replay_lsn", "pg_last_xlog_replay_location",
+		"pg_is_wal_replay_paused", "pg_is_xlog_replay_paused",
+		"pg_walfile_name", "pg_xlogfile_name", "pg_switch_wal", "pg_switch_xlog").Replace(q)
 }
 
 // pgScript reports whether the server runs (pg_ctl status: 0 running,

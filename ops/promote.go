@@ -253,10 +253,7 @@ func autostartScript(inv *inventory.Inventory, on bool) string {
 
 func fenceScript(inv *inventory.Inventory) string {
 	p := inv.Paths()
-	sw := "SELECT pg_walfile_name(pg_switch_wal())"
-	if !inv.Postgres.Version.AtLeast(10) {
-		sw = "SELECT pg_xlogfile_name(pg_switch_xlog())"
-	}
+	sw := walNames(inv.Postgres.Version, "SELECT pg_walfile_name(pg_switch_wal())")
 	return "set -u\n" +
 		"if " + asPostgres(path.Join(p.BinDir, "pg_ctl"), "-D", p.DataDir, "status") + " >/dev/null 2>&1; then\n" +
 		// Only a primary can switch; a failure here (a standby, a hung server) does not stop the fencing.
@@ -278,7 +275,7 @@ func promoteScript(inv *inventory.Inventory, name string, timeout time.Duration)
 	write := psqlMulti(inv,
 		"CREATE SCHEMA IF NOT EXISTS pgwarm",
 		"CREATE TABLE IF NOT EXISTS pgwarm.promotions (host text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
-		"INSERT INTO pgwarm.promotions (host) VALUES ('"+strings.ReplaceAll(name, "'", "''")+"') RETURNING pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+		walNames(inv.Postgres.Version, "INSERT INTO pgwarm.promotions (host) VALUES ('"+strings.ReplaceAll(name, "'", "''")+"') RETURNING pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"))
 	s := "set -u\n" + promote + " >/dev/null || exit 5\n"
 	if t := inv.Replication.TriggerFile; t != "" {
 		s += "if [ -e " + host.Quote(t) + " ]; then rm -f " + host.Quote(t) + " && echo 'trigger removed'; fi\n"

@@ -444,12 +444,12 @@ func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd C
 // on timeline 1, which has none).
 func historyScript(inv *inventory.Inventory) string {
 	p := inv.Paths()
-	wal, cur := "pg_wal", "pg_walfile_name(pg_current_wal_lsn())"
+	wal := "pg_wal"
 	if !inv.Postgres.Version.AtLeast(10) {
-		wal, cur = "pg_xlog", "pg_xlogfile_name(pg_current_xlog_location())"
+		wal = "pg_xlog"
 	}
 	// The current timeline, not the last checkpoint's: right after a
 	// promotion they differ.
-	tli := Psql(inv, "SELECT substr("+cur+", 1, 8)")
+	tli := Psql(inv, walNames(inv.Postgres.Version, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"))
 	return "t=$(" + tli + ") && f=" + host.Quote(p.DataDir+"/"+wal+"/") + "\"$t.history\" && if [ -f \"$f\" ]; then cat \"$f\"; fi"
 }
