@@ -57,6 +57,21 @@ func (w *writer) snapshot() []int64 {
 	return append([]int64(nil), w.acked...)
 }
 
+// waitArchived waits up to a minute until h's archiver has archived seg,
+// naming pg_stat_archiver's counters when it does not.
+func (p *opsPair) waitArchived(t *testing.T, h, seg string) {
+	t.Helper()
+	archived := func() bool {
+		return p.sql(t, h, "SELECT coalesce(last_archived_wal, '') >= '"+seg+"' FROM pg_stat_archiver") == "t"
+	}
+	for deadline := time.Now().Add(time.Minute); !archived(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not archive %s within a minute: pg_stat_archiver %s", h, seg,
+				p.sql(t, h, "SELECT concat_ws(' ', 'archived', archived_count, last_archived_wal, 'failed', failed_count, last_failed_wal) FROM pg_stat_archiver"))
+		}
+	}
+}
+
 func (p *opsPair) ids(t *testing.T, h string) map[int64]bool {
 	t.Helper()
 	set := map[int64]bool{}
@@ -85,9 +100,7 @@ func TestOpsDrillLab(t *testing.T) {
 	// Everything acknowledged before the switch is in the segment it closes.
 	archivedAcked := w.snapshot()
 	seg := p.sql(t, "pg1", "SELECT pg_walfile_name(pg_switch_wal())")
-	waitFor(t, time.Minute, "pg1 archived "+seg, func() bool {
-		return p.sql(t, "pg1", "SELECT coalesce(last_archived_wal, '') >= '"+seg+"' FROM pg_stat_archiver") == "t"
-	})
+	p.waitArchived(t, "pg1", seg)
 	time.Sleep(time.Second) // writes after the last archived segment
 	p.lab.Docker(t, "kill", p.lab.Containers["pg1"])
 	<-w.done
@@ -126,16 +139,7 @@ func TestOpsDrillLab(t *testing.T) {
 	p.sql(t, "pg2", "INSERT INTO drill DEFAULT VALUES")
 	// The new primary must archive its timeline (the .history file first):
 	// a rebuilt pg1 can only follow it through the archive.
-	seg2 := p.sql(t, "pg2", "SELECT pg_walfile_name(pg_switch_wal())")
-	archived2 := func() bool {
-		return p.sql(t, "pg2", "SELECT coalesce(last_archived_wal, '') >= '"+seg2+"' FROM pg_stat_archiver") == "t"
-	}
-	for deadline := time.Now().Add(time.Minute); !archived2(); time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pg2, promoted, did not archive %s within a minute: pg_stat_archiver %s", seg2,
-				p.sql(t, "pg2", "SELECT concat_ws(' ', 'archived', archived_count, last_archived_wal, 'failed', failed_count, last_failed_wal) FROM pg_stat_archiver"))
-		}
-	}
+	p.waitArchived(t, "pg2", p.sql(t, "pg2", "SELECT pg_walfile_name(pg_switch_wal())"))
 
 	// pg1 comes back: the lab starts it because promote could not fence it.
 	p.lab.Docker(t, "start", p.lab.Containers["pg1"])
