@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,8 +25,12 @@ func main() {
 	secs := flag.Int("seconds", 5, "pgbench run time")
 	idle := flag.Int("idle", 3, "forced idle switches")
 	keep := flag.String("keep", "", "copy the captured segments to this directory")
+	rounds := flag.Int("rounds", 5, "times every archiver ships the segments (the table gives the median)")
 	flag.Parse()
-	if err := run(*bin, *scale, *secs, *idle, *keep); err != nil {
+	if *rounds < 1 {
+		*rounds = 1
+	}
+	if err := run(*bin, *scale, *secs, *idle, *rounds, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-wal:", err)
 		os.Exit(1)
 	}
@@ -86,7 +91,7 @@ func findPG() (string, error) {
 	return found[0], nil
 }
 
-func run(bin string, scale, secs, idle int, keep string) error {
+func run(bin string, scale, secs, idle, rounds int, keep string) error {
 	pgbin, err := findPG()
 	if err != nil {
 		return err
@@ -181,60 +186,87 @@ func run(bin string, scale, secs, idle int, keep string) error {
 		}
 	}
 
-	// pgBackRest needs a stanza bound to this cluster.
-	repo := e.mkdir("pgbackrest-repo")
-	pbconf := filepath.Join(base, "pgbackrest.conf")
-	os.WriteFile(pbconf, []byte(fmt.Sprintf("[global]\nrepo1-path=%s\ncompress-type=zst\nlog-level-console=warn\nlog-level-file=off\nlock-path=%s\nspool-path=%s\n\n[bench]\npg1-path=%s\npg1-socket-path=%s\npg1-port=%d\n",
-		repo, e.mkdir("pb-lock"), e.mkdir("pb-spool"), e.data, e.sock, e.port)), 0o644)
-	if _, err := e.run("pgbackrest", "--config="+pbconf, "--stanza=bench", "stanza-create"); err != nil {
-		return err
-	}
-
-	type method struct {
-		name  string
-		dir   string
-		argv  func(src, name string) []string
-		store func() string // where its files end up
-	}
-	shipper := func(comp string) method {
-		d := e.mkdir("arch-" + comp)
-		return method{name: "pgwarm-wal ship (" + comp + ")", dir: d,
-			argv: func(src, name string) []string {
-				return []string{mybin, "ship", "--compression", comp, "--archive", d, src, name}
-			}}
-	}
-	cpDir := e.mkdir("arch-cp")
-	rsDir := e.mkdir("arch-rsync")
+	// Each round ships every segment with every method into a fresh
+	// archive; the order of the methods rotates so that a slow spell of a
+	// shared machine does not land on one method only. The table gives the
+	// median round.
 	methods := []method{
-		shipper("zstd"), shipper("gzip"), shipper("none"),
-		{name: "cp + fsync + rename", dir: cpDir, argv: func(src, name string) []string {
-			return []string{"/bin/sh", "-c", `cp "$1" "$2/.$3.tmp" && sync "$2/.$3.tmp" && mv "$2/.$3.tmp" "$2/$3" && sync "$2"`, "sh", src, cpDir, name}
+		shipper(e, mybin, "zstd"), shipper(e, mybin, "gzip"), shipper(e, mybin, "none"),
+		{name: "cp + fsync + rename", prepare: func(dir string) (func(src, name string) []string, string, error) {
+			return func(src, name string) []string {
+				return []string{"/bin/sh", "-c", `cp "$1" "$2/.$3.tmp" && sync "$2/.$3.tmp" && mv "$2/.$3.tmp" "$2/$3" && sync "$2"`, "sh", src, dir, name}
+			}, dir, nil
 		}},
-		{name: "rsync -a (the seed)", dir: rsDir, argv: func(src, name string) []string {
-			return []string{"/bin/sh", "-c", `test ! -f "$2/$3" && rsync -a "$1" "$2/$3"`, "sh", src, rsDir, name}
+		{name: "rsync -a (the seed)", prepare: func(dir string) (func(src, name string) []string, string, error) {
+			return func(src, name string) []string {
+				return []string{"/bin/sh", "-c", `test ! -f "$2/$3" && rsync -a "$1" "$2/$3"`, "sh", src, dir, name}
+			}, dir, nil
 		}},
-		{name: "pgBackRest archive-push (zst)", dir: filepath.Join(repo, "archive"), argv: func(src, name string) []string {
-			return []string{"pgbackrest", "--config=" + pbconf, "--stanza=bench", "archive-push", src}
+		{name: "pgBackRest archive-push (zst)", prepare: func(dir string) (func(src, name string) []string, string, error) {
+			// pgBackRest needs a stanza bound to this cluster, in a fresh repository each round.
+			pbconf := filepath.Join(dir, "pgbackrest.conf")
+			os.WriteFile(pbconf, []byte(fmt.Sprintf("[global]\nrepo1-path=%s\ncompress-type=zst\nlog-level-console=warn\nlog-level-file=off\nlock-path=%s\nspool-path=%s\n\n[bench]\npg1-path=%s\npg1-socket-path=%s\npg1-port=%d\n",
+				filepath.Join(dir, "repo"), filepath.Join(dir, "lock"), filepath.Join(dir, "spool"), e.data, e.sock, e.port)), 0o644)
+			if _, err := e.run("pgbackrest", "--config="+pbconf, "--stanza=bench", "stanza-create"); err != nil {
+				return nil, "", err
+			}
+			return func(src, name string) []string {
+				return []string{"pgbackrest", "--config=" + pbconf, "--stanza=bench", "archive-push", src}
+			}, filepath.Join(dir, "repo", "archive"), nil
 		}},
 	}
-	fmt.Printf("%d segments (%d MiB) of real PostgreSQL WAL from %s: pgbench -s %d for %d s, then %d forced idle switches; idle segment %s\n\n",
-		len(segs), total>>20, filepath.Dir(pgbin), scale, secs, idle, idleSeg)
-	fmt.Println("| archiver | wall time | MB/s | bytes stored | bytes for one idle forced switch |")
-	fmt.Println("|---|---:|---:|---:|---:|")
-	for _, m := range methods {
-		exec.Command("sync").Run()
-		start := time.Now()
-		for _, s := range segs {
-			argv := m.argv(filepath.Join(capture, s), s)
-			if out, err := e.run(argv[0], argv[1:]...); err != nil {
-				return fmt.Errorf("%s: %w %s", m.name, err, out)
+	walls := make([][]time.Duration, len(methods))
+	stored := make([]int64, len(methods))
+	idleBytes := make([]int64, len(methods))
+	for r := 0; r < rounds; r++ {
+		for k := range methods {
+			i := (k + r) % len(methods)
+			m := methods[i]
+			dir := e.mkdir(fmt.Sprintf("arch-%d-%d", i, r))
+			argv, storeDir, err := m.prepare(dir)
+			if err != nil {
+				return fmt.Errorf("%s: %w", m.name, err)
 			}
+			exec.Command("sync").Run()
+			start := time.Now()
+			for _, s := range segs {
+				a := argv(filepath.Join(capture, s), s)
+				if out, err := e.run(a[0], a[1:]...); err != nil {
+					return fmt.Errorf("%s: %w %s", m.name, err, out)
+				}
+			}
+			walls[i] = append(walls[i], time.Since(start))
+			stored[i], idleBytes[i] = sizes(storeDir, idleSeg)
+			os.RemoveAll(dir)
 		}
-		wall := time.Since(start)
-		stored, idleBytes := sizes(m.dir, idleSeg)
-		fmt.Printf("| %s | %.2f s | %.0f | %s | %s |\n", m.name, wall.Seconds(), float64(total)/1e6/wall.Seconds(), human(stored), human(idleBytes))
+	}
+	fmt.Printf("%d segments (%d MiB) of real PostgreSQL WAL from %s: pgbench -s %d for %d s, then %d forced idle switches; idle segment %s; %d rounds, methods in rotating order\n\n",
+		len(segs), total>>20, filepath.Dir(pgbin), scale, secs, idle, idleSeg, rounds)
+	fmt.Println("| archiver | wall time (median) | min–max | MB/s | bytes stored | bytes for one idle forced switch |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for i, m := range methods {
+		w := walls[i]
+		slices.Sort(w)
+		med := w[len(w)/2]
+		fmt.Printf("| %s | %.2f s | %.2f–%.2f s | %.0f | %s | %s |\n", m.name, med.Seconds(), w[0].Seconds(), w[len(w)-1].Seconds(),
+			float64(total)/1e6/med.Seconds(), human(stored[i]), human(idleBytes[i]))
 	}
 	return nil
+}
+
+// method is one archiver: prepare sets it up in a fresh directory and
+// returns the command for one segment and where its files end up.
+type method struct {
+	name    string
+	prepare func(dir string) (argv func(src, name string) []string, storeDir string, err error)
+}
+
+func shipper(e *env, bin, comp string) method {
+	return method{name: "pgwarm-wal ship (" + comp + ")", prepare: func(dir string) (func(src, name string) []string, string, error) {
+		return func(src, name string) []string {
+			return []string{bin, "ship", "--compression", comp, "--archive", dir, src, name}
+		}, dir, nil
+	}}
 }
 
 // sizes sums regular files under dir and finds the one for the idle segment
