@@ -77,14 +77,18 @@ func fileURLBackend(t *testing.T) backend {
 
 // sshBackend points PGWARM_WAL_SSH at a shim that does what sshd does with a
 // forced command: put the requested command in SSH_ORIGINAL_COMMAND and run
-// pgwarm-wal serve instead.
+// pgwarm-wal serve instead. Like ssh on a shared connection (ControlMaster,
+// as pgwarm renders it), serve runs in another process that holds stdin
+// and stdout: killing the ssh process does not end the request.
 func sshBackend(t *testing.T, allow string) backend {
 	root := t.TempDir()
 	shim := filepath.Join(t.TempDir(), "fake-ssh")
 	script := fmt.Sprintf(`#!/bin/sh
 # fake ssh: options..., destination, remote command (last argument)
 for last; do :; done
-SSH_ORIGINAL_COMMAND="$last" exec %s serve --root %s --allow %s
+exec 3<&0 # sh gives a background command /dev/null as stdin otherwise
+SSH_ORIGINAL_COMMAND="$last" %s serve --root %s --allow %s <&3 3<&- &
+wait $!
 `, binPath, root, allow)
 	if err := os.WriteFile(shim, []byte(script), 0o755); err != nil {
 		t.Fatal(err)

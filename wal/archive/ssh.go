@@ -104,8 +104,30 @@ func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error
 		stdin.Close()
 		writeErr <- err
 	}()
-	typ, payload, rerr := ReadFrame(bufio.NewReader(stdout))
-	io.Copy(io.Discard, stdout)
+	// With a shared connection (ControlMaster) the ssh process started here
+	// hands its stdin and stdout to the master and killing it does not
+	// close them: the answer would still come only when the far end is
+	// done (a lingering get, up to its wait). So a cancelled call returns
+	// at once and leaves the reader behind; the process exits right after.
+	type answer struct {
+		typ     byte
+		payload []byte
+		err     error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		typ, payload, err := ReadFrame(bufio.NewReader(stdout))
+		io.Copy(io.Discard, stdout)
+		got <- answer{typ, payload, err}
+	}()
+	var a answer
+	select {
+	case a = <-got:
+	case <-ctx.Done():
+		go cmd.Wait() // reaps ssh (killed by the context); closes the pipes after WaitDelay
+		return nil, ctx.Err()
+	}
+	typ, payload, rerr := a.typ, a.payload, a.err
 	werr := cmd.Wait()
 	<-writeErr
 	if rerr != nil {
