@@ -237,14 +237,22 @@ func endRecovery(trigger, format string, args ...any) error {
 }
 
 // writeDest writes PostgreSQL's destination atomically: temp, fsync,
-// rename. PostgreSQL never sees a partial file under dest.
+// rename. PostgreSQL never sees a partial file under dest. The zero tail of
+// a segment switched early (most of an idle one) is allocated, not
+// written: the blocks are reserved, as PostgreSQL expects of a WAL file it
+// may later recycle and write into, and read back as zeros, without
+// megabytes of zeros to write and sync.
 func writeDest(dest string, content []byte) error {
 	tmp := dest + ".pgwarm-wal.tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", dest, err)
 	}
-	_, err = f.Write(content)
+	body := content[:len(content)-walfile.ZeroTail(content)]
+	_, err = f.Write(body)
+	if err == nil && len(body) < len(content) {
+		err = allocateZeros(f, int64(len(body)), int64(len(content)-len(body)))
+	}
 	if err == nil {
 		err = f.Sync()
 	}

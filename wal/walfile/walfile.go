@@ -355,6 +355,17 @@ func splitPieces(pieces [][]byte, at int) (first, second [][]byte) {
 	return pieces, nil
 }
 
+// ZeroTail is how many whole 4 KiB blocks of zeros end content, in bytes:
+// most of a segment PostgreSQL switched early.
+func ZeroTail(content []byte) int {
+	var zero [4096]byte
+	n := len(content)
+	for n >= len(zero) && bytes.Equal(content[n-len(zero):n], zero[:]) {
+		n -= len(zero)
+	}
+	return len(content) - n
+}
+
 // storedLen is len(content) without its trailing zeros, compared a page
 // at a time (an idle segment is 16 MiB of them).
 func storedLen(content []byte) int {
