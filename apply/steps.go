@@ -264,7 +264,7 @@ func (archiveStep) Run(ctx context.Context, s *State) error {
 			return true
 		}
 		switch f.Kind {
-		case templates.KindArchiveDir, templates.KindMarker, templates.KindAuthorizedKeys, templates.KindExports:
+		case templates.KindArchiveDir, templates.KindMarker, templates.KindAuthorizedKeys, templates.KindArchiveRights, templates.KindExports:
 			return true
 		}
 		return f.Dir && (strings.HasPrefix(s.Inv.Archive.Path, f.Path+"/") || strings.HasPrefix(f.Path, s.Inv.Archive.Home+"/"))

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -146,8 +144,13 @@ func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Pr
 		tl = strings.TrimLeft(f[1], "0")
 	}
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	pr.Hostf(plan.Target, "promoted: accepts writes on timeline %s, %s after the command started (first write in pgwarm.promotions acknowledged; observe %s, fence %s, archive access %s, promote and write %s)",
-		tl, ms(took), ms(observed), ms(fenced-observed), ms(granted-fenced), ms(took-granted))
+	phases := "promote and write " + ms(took-granted).String()
+	if req, wrote, ok := parsePhases(out); ok {
+		// What the script did not measure is the ssh round trip around it.
+		phases = fmt.Sprintf("request %s, promotion and first write %s, ssh %s", req, wrote, ms(took-granted-req-wrote))
+	}
+	pr.Hostf(plan.Target, "promoted: accepts writes on timeline %s, %s after the command started (first write in pgwarm.promotions acknowledged; observe %s, fence %s, archive access %s, %s)",
+		tl, ms(took), ms(observed), ms(fenced-observed), ms(granted-fenced), phases)
 	if len(errs) == 0 {
 		errs = append(errs, grantArchive(ctx, inv, hosts, plan.Target, templates.ArchiveRightsPrimary, pr))
 	}
@@ -264,24 +267,42 @@ func fenceScript(inv *inventory.Inventory) string {
 		autostartScript(inv, false) + "\n"
 }
 
-// promoteScript ends recovery on the standby (pg_ctl promote waits until it
-// is out of recovery; it works on every version from 9.6, pg_promote() only
-// from 12), removes a trigger file nothing deletes, then retries one write
-// in the pgwarm schema until it is acknowledged. Its last line is
-// "<in recovery>|<timeline>" of that write.
+// promoteScript ends recovery on the standby and retries one write in the
+// pgwarm schema until it is acknowledged; its last line is "<in
+// recovery>|<timeline>" of that write. The promotion is only requested
+// (pg_ctl promote -W, any version from 9.6): pg_ctl's own wait polls every
+// 100 ms. Instead each write attempt first waits inside its session,
+// checking every 5 ms, until the server is out of recovery, so the write
+// lands within milliseconds of the promotion; a warm standby refuses
+// connections until then, and the attempt is retried 20 ms later. A
+// trigger file nothing deletes is removed.
 func promoteScript(inv *inventory.Inventory, name string, timeout time.Duration) string {
 	p := inv.Paths()
-	promote := asPostgres(path.Join(p.BinDir, "pg_ctl"), "-D", p.DataDir, "promote", "-w", "-t", strconv.Itoa(int(timeout.Seconds())))
+	promote := asPostgres(path.Join(p.BinDir, "pg_ctl"), "-D", p.DataDir, "promote", "-W")
 	write := psqlMulti(inv,
+		"DO $$BEGIN FOR i IN 1..400 LOOP EXIT WHEN NOT pg_is_in_recovery(); PERFORM pg_sleep(0.005); END LOOP; END$$",
 		"CREATE SCHEMA IF NOT EXISTS pgwarm",
 		"CREATE TABLE IF NOT EXISTS pgwarm.promotions (host text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
 		walNames(inv.Postgres.Version, "INSERT INTO pgwarm.promotions (host) VALUES ('"+strings.ReplaceAll(name, "'", "''")+"') RETURNING pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"))
-	s := "set -u\n" + promote + " >/dev/null || exit 5\n"
+	// "phases" reports, in milliseconds on the host's clock, how long the
+	// request took and then the wait for the write.
+	s := "set -u\nt0=$(date +%s%3N)\n" + promote + " >/dev/null || exit 5\nt1=$(date +%s%3N)\n"
 	if t := inv.Replication.TriggerFile; t != "" {
 		s += "if [ -e " + host.Quote(t) + " ]; then rm -f " + host.Quote(t) + " && echo 'trigger removed'; fi\n"
 	}
-	return s + fmt.Sprintf("end=$(( $(date +%%s) + %d ))\nwhile :; do\n  if out=$(%s 2>&1); then echo \"$out\" | tail -1; exit 0; fi\n"+
+	return s + fmt.Sprintf("end=$(( $(date +%%s) + %d ))\nwhile :; do\n  if out=$(%s 2>&1); then echo \"phases $((t1-t0)) $(( $(date +%%s%%3N)-t1 ))\"; echo \"$out\" | tail -1; exit 0; fi\n"+
 		"  if [ $(date +%%s) -ge $end ]; then echo \"$out\" | tail -1; exit 6; fi\n  sleep 0.02\ndone\n", int(timeout.Seconds()), write)
+}
+
+// parsePhases reads promoteScript's "phases REQUEST_MS WRITE_MS" line.
+func parsePhases(out string) (request, write time.Duration, ok bool) {
+	for _, l := range strings.Split(out, "\n") {
+		var a, b int64
+		if n, _ := fmt.Sscanf(l, "phases %d %d", &a, &b); n == 2 && a >= 0 && b >= 0 {
+			return time.Duration(a) * time.Millisecond, time.Duration(b) * time.Millisecond, true
+		}
+	}
+	return 0, 0, false
 }
 
 func lastLine(s string) string {
@@ -292,94 +313,83 @@ func lastLine(s string) string {
 	return s
 }
 
-// authorizedKeys is the archive account's authorized_keys (apply's path).
-func authorizedKeys(inv *inventory.Inventory) string {
-	return path.Join(inv.Archive.Home, ".ssh", "authorized_keys")
-}
-
 // promotingRights are the archive rights of the host being promoted.
 const promotingRights = templates.ArchiveRightsPrimary + ",get"
 
+// PromotionRights is the archive host's rights file once newPrimary has
+// the given rights and every other key of the cluster a standby's (a
+// zombie old primary cannot add segments beside the new timeline). Pure.
+func PromotionRights(inv *inventory.Inventory, newPrimary, rights string) (string, error) {
+	var grants []templates.ArchiveGrant
+	found := false
+	for _, c := range inv.PostgresHosts() {
+		if inv.ArchiveIsLocal(c) {
+			continue
+		}
+		g := templates.ArchiveGrant{Host: c.Name, Rights: templates.ArchiveRightsStandby}
+		if c.Name == newPrimary {
+			g.Rights, found = rights, true
+		}
+		grants = append(grants, g)
+	}
+	if !found {
+		return "", fmt.Errorf("%s has no key on the archive host (it reaches the archive locally or is not in the inventory)", newPrimary)
+	}
+	return templates.RenderArchiveRights(inv.Cluster, "", grants), nil
+}
+
+// rightsScript replaces the rights file with stdin in one round trip, and
+// refuses when the file is missing: such an archive host was set up before
+// rights were read per request, and its forced commands would ignore it.
+func rightsScript(file, owner string) string {
+	q := host.Quote(file)
+	return "set -e; p=" + q + "\n" +
+		"[ -f \"$p\" ] || exit 3\n" +
+		"t=$(mktemp \"$p.XXXXXX\"); trap 'rm -f -- \"$t\"' EXIT\n" +
+		"cat > \"$t\"\n" +
+		"if cmp -s \"$t\" \"$p\"; then echo unchanged; exit 0; fi\n" +
+		"chown " + host.Quote(owner) + " \"$t\"; chmod 600 \"$t\"; sync -- \"$t\"\n" +
+		"mv -fT -- \"$t\" \"$p\"; trap - EXIT\n"
+}
+
 // grantArchive gives the new primary's key the given rights on an ssh
-// archive, and every other key of the cluster the standbys' (a zombie old
-// primary cannot write to the archive of the new timeline). Other
-// transports need nothing.
+// archive, and every other key of the cluster the standbys'. pgwarm-wal
+// serve reads the rights file at every request, so this applies at once to
+// connections that are already open: no session is closed, and the
+// standby's lingering restore and shared connection carry on through the
+// promotion. Other transports need nothing.
 func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, newPrimary, rights string, pr *Printer) error {
 	if inv.Archive.Transport != inventory.TransportSSH || inv.ArchiveIsLocal(inventory.Host{Name: newPrimary}) {
 		return nil
 	}
 	arch := inv.Archive.Host
+	content, err := PromotionRights(inv, newPrimary, rights)
+	if err != nil {
+		return err
+	}
 	h, err := hosts.Get(ctx, arch)
 	if err != nil {
 		return fmt.Errorf("%w: %s cannot archive until its key may push (run pgwarm apply with the updated inventory)", err, newPrimary)
 	}
-	file := authorizedKeys(inv)
-	old, err := h.ReadFile(ctx, file)
+	file := templates.ArchiveRightsPath(inv)
+	res, err := h.Run(ctx, host.Cmd{Command: rightsScript(file, templates.ArchiveOwner(inv)), Stdin: []byte(content), Timeout: 30 * time.Second})
 	if err != nil {
 		return err
 	}
-	updated, changed, err := SwapArchiveGrants(string(old), inv.Cluster, newPrimary, rights)
-	if err != nil {
-		return &host.Error{Host: arch, Err: fmt.Errorf("%s: %w", file, err)}
-	}
-	if !changed {
+	switch {
+	case res.ExitCode == 3:
+		return &host.Error{Host: arch, Err: fmt.Errorf("no rights file %s: this archive host was set up by an older pgwarm, whose forced commands fix each key's rights at login; run pgwarm apply, then give %s its rights with pgwarm apply on the updated inventory", file, newPrimary)}
+	case !res.OK():
+		return &host.Error{Host: arch, Err: fmt.Errorf("rewriting %s (exit %d): %s", file, res.ExitCode, firstLine(res.Stderr))}
+	case strings.TrimSpace(string(res.Stdout)) == "unchanged":
 		return nil
 	}
-	st, err := h.Stat(ctx, file)
-	if err != nil {
-		return err
-	}
-	if err := h.WriteFile(ctx, file, []byte(updated), st.Mode.Perm(), st.Owner+":"+st.Group); err != nil {
-		return err
-	}
-	// sshd fixes a key's rights at login: connections opened under the old
-	// lines would keep them.
-	if err := apply.CloseArchiveSessions(ctx, h, inv.Archive.User); err != nil {
-		return err
-	}
 	if rights == promotingRights {
-		pr.Hostf(arch, "archive access: %s may add segments (and read them until its promotion is done), the old primary may only read (%s)", newPrimary, file)
+		pr.Hostf(arch, "archive access: %s may add segments (and read them until its promotion is done), every other key may only read (%s, in force for open connections too)", newPrimary, file)
 	} else {
 		pr.Hostf(arch, "archive access: %s may only add segments now that it is the primary (%s)", newPrimary, file)
 	}
-	pr.Hostf(arch, "archive access: closed %s's open ssh connections so every client logs in again under the new rights", inv.Archive.User)
 	return nil
-}
-
-var allowRE = regexp.MustCompile(`--allow [a-z,]+`)
-
-// SwapArchiveGrants rewrites the archive host's authorized_keys lines of a
-// cluster so that newPrimary's key has the given rights and every other key
-// of the cluster the standbys'; with templates.ArchiveRightsPrimary that is
-// exactly what apply renders once the inventory names newPrimary as
-// primary. Keys are told apart by the comment apply gives them
-// ("postgres@HOST pgwarm CLUSTER"). Pure.
-func SwapArchiveGrants(content, cluster, newPrimary, rights string) (string, bool, error) {
-	lines := strings.Split(content, "\n")
-	found := false
-	changed := false
-	for i, l := range lines {
-		if !strings.Contains(l, "pgwarm-wal serve") || !allowRE.MatchString(l) {
-			continue
-		}
-		f := strings.Fields(l)
-		if len(f) < 3 || f[len(f)-2] != "pgwarm" || f[len(f)-1] != cluster || !strings.HasPrefix(f[len(f)-3], "postgres@") {
-			continue
-		}
-		owner := strings.TrimPrefix(f[len(f)-3], "postgres@")
-		want := "--allow " + templates.ArchiveRightsStandby
-		if owner == newPrimary {
-			want, found = "--allow "+rights, true
-		}
-		n := allowRE.ReplaceAllString(l, want)
-		if n != l {
-			lines[i], changed = n, true
-		}
-	}
-	if !found {
-		return content, false, fmt.Errorf("no key of postgres@%s for cluster %s", newPrimary, cluster)
-	}
-	return strings.Join(lines, "\n"), changed, nil
 }
 
 // RoleChanges are the inventory edits after promoting newPrimary: it

@@ -68,44 +68,44 @@ func TestPlanPromote(t *testing.T) {
 	}
 }
 
-const authKeys = `# other entries stay
-ssh-ed25519 AAAAother admin@laptop
-# BEGIN pgwarm main
-# Keys of the PostgreSQL hosts of cluster main, each limited to pgwarm-wal serve:
-command="/usr/local/bin/pgwarm-wal serve --root '/srv/pgwarm/main' --allow push",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA1 postgres@pg1 pgwarm main
-command="/usr/local/bin/pgwarm-wal serve --root '/srv/pgwarm/main' --allow get,cleanup,list,verify",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA2 postgres@pg2 pgwarm main
-command="/usr/local/bin/pgwarm-wal serve --root '/srv/pgwarm/other' --allow push",no-pty ssh-ed25519 AAAA3 postgres@pg2 pgwarm other
-# END pgwarm main
-`
-
-func TestSwapArchiveGrants(t *testing.T) {
-	got, changed, err := SwapArchiveGrants(authKeys, "main", "pg2", templates.ArchiveRightsPrimary)
-	if err != nil || !changed {
-		t.Fatalf("changed %v err %v", changed, err)
+func TestPromotionRights(t *testing.T) {
+	inv, err := inventory.Parse("pgwarm.yaml", []byte(commented), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	want := strings.NewReplacer(
-		"--allow push\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA1", "--allow get,cleanup,list,verify\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA1",
-		"--allow get,cleanup,list,verify\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA2", "--allow push\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA2",
-	).Replace(authKeys)
-	if got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
+	during, err := PromotionRights(inv, "pg2", promotingRights)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Idempotent; the other cluster's line is untouched.
-	again, changed, err := SwapArchiveGrants(got, "main", "pg2", templates.ArchiveRightsPrimary)
-	if err != nil || changed || again != got {
-		t.Errorf("second swap: changed %v err %v", changed, err)
+	// While it is promoted the target reads too; the old primary may only
+	// read from the moment the file is written.
+	if !strings.HasSuffix(during, "\npg1 get,cleanup,list,verify\npg2 push,get\n") || !strings.HasPrefix(during, "# pgwarm-wal serve rights of cluster main") {
+		t.Errorf("during the promotion:\n%s", during)
 	}
-	if _, _, err := SwapArchiveGrants(authKeys, "main", "pg3", templates.ArchiveRightsPrimary); err == nil {
-		t.Error("no error for a host without a key line")
+	after, err := PromotionRights(inv, "pg2", templates.ArchiveRightsPrimary)
+	if err != nil || !strings.HasSuffix(after, "\npg1 get,cleanup,list,verify\npg2 push\n") {
+		t.Errorf("after the promotion: %v\n%s", err, after)
 	}
-	// While it is promoted the target reads too; afterwards only pushes.
-	during, changed, err := SwapArchiveGrants(authKeys, "main", "pg2", promotingRights)
-	if err != nil || !changed || !strings.Contains(during, "--allow push,get\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding ssh-ed25519 AAAA2") {
-		t.Errorf("promoting rights: changed %v err %v\n%s", changed, err, during)
+	// Once the inventory names pg2 primary, apply renders the same file.
+	swapped, err := inventory.Parse("pgwarm.yaml", []byte(strings.NewReplacer("role: primary}", "role: standby}", `role: "standby"`, "role: primary").Replace(commented)), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	after, _, err := SwapArchiveGrants(during, "main", "pg2", templates.ArchiveRightsPrimary)
-	if err != nil || after != want {
-		t.Errorf("after the promotion: err %v\n%s", err, after)
+	r, err := templates.RenderWith(swapped, templates.Options{LookupEnv: func(string) (string, bool) { return "x", true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rendered string
+	for _, f := range r.Hosts["arch"] {
+		if f.Kind == templates.KindArchiveRights {
+			rendered = string(f.Content)
+		}
+	}
+	if rendered != after {
+		t.Errorf("apply would render\n%s\npromote writes\n%s", rendered, after)
+	}
+	if _, err := PromotionRights(inv, "pg3", templates.ArchiveRightsPrimary); err == nil {
+		t.Error("no error for a host without a key")
 	}
 }
 

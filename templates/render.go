@@ -37,6 +37,31 @@ const (
 	ArchiveRightsWatcher = ArchiveRightsStandby + ",push"
 )
 
+// ArchiveGrant is one key's line in the archive host's rights file.
+type ArchiveGrant struct{ Host, Rights string }
+
+// ArchiveRightsPath is the rights file of the cluster's keys on the archive
+// host, beside the authorized_keys whose forced commands read it.
+func ArchiveRightsPath(inv *inventory.Inventory) string {
+	return path.Join(inv.Archive.Home, ".ssh", "pgwarm-"+inv.Cluster+".rights")
+}
+
+// RenderArchiveRights is the content of the rights file: one "HOST
+// OPERATIONS" line per key, as pgwarm-wal serve --rights reads it. Pure.
+func RenderArchiveRights(cluster, watcher string, grants []ArchiveGrant) string {
+	var b strings.Builder
+	b.WriteString("# pgwarm-wal serve rights of cluster " + cluster + "'s keys (authorized_keys: --as HOST), read at every\n" +
+		"# request, so a change applies to open connections at once; pgwarm promote rewrites it.\n" +
+		"# push adds segments; get reads them (and lists, verifies); cleanup removes old ones.\n")
+	if watcher != "" {
+		b.WriteString("# " + watcher + " runs the DNS trigger and may promote itself: it may add segments too.\n")
+	}
+	for _, g := range grants {
+		b.WriteString(g.Host + " " + g.Rights + "\n")
+	}
+	return b.String()
+}
+
 // Names returns the names of the built-in templates, sorted; an operator's
 // templates_dir may hold files by these names to replace them.
 func Names() []string {
@@ -539,13 +564,18 @@ func systemdSpan(d time.Duration) string {
 	return strconv.Itoa(int(d/time.Minute)) + "min"
 }
 
+// ArchiveOwner is the owner:group of the archive account's files.
+func ArchiveOwner(inv *inventory.Inventory) string {
+	if inv.Archive.User == "postgres" {
+		return pgOwner
+	}
+	return inv.Archive.User + ":" + inv.Archive.User
+}
+
 func (r *renderer) archiveHost(h inventory.Host) {
 	inv := r.inv
 	a := inv.Archive
-	owner := a.User + ":" + a.User
-	if a.User == "postgres" {
-		owner = pgOwner
-	}
+	owner := ArchiveOwner(inv)
 	r.add(h.Name, File{Path: a.Path, Dir: true, Mode: 0o700, Owner: owner, Kind: KindArchiveDir,
 		Reason: "the WAL archive; readable only by its owner, it holds every write"})
 	r.add(h.Name, File{Path: inventory.DefaultHelperPath, Mode: 0o755, Owner: "root:root", Kind: KindHelper, Source: SourceHelper,
@@ -561,7 +591,9 @@ func (r *renderer) archiveHost(h inventory.Host) {
 		type entry struct{ Command, Placeholder string }
 		var entries []entry
 		var needs []string
+		var grants []ArchiveGrant
 		var watcher string
+		rights := ArchiveRightsPath(inv)
 		for _, c := range clients {
 			allow := ArchiveRightsStandby
 			if c.Role == inventory.RolePrimary {
@@ -572,8 +604,9 @@ func (r *renderer) archiveHost(h inventory.Host) {
 					allow, watcher = ArchiveRightsWatcher, c.Name
 				}
 			}
+			grants = append(grants, ArchiveGrant{Host: c.Name, Rights: allow})
 			entries = append(entries, entry{
-				Command:     inventory.DefaultHelperPath + " serve --root " + shquote(a.Path) + " --allow " + allow,
+				Command:     inventory.DefaultHelperPath + " serve --root " + shquote(a.Path) + " --rights " + shquote(rights) + " --as " + shquote(c.Name),
 				Placeholder: KeyPlaceholder(c.Name),
 			})
 			needs = append(needs, c.Name)
@@ -586,10 +619,15 @@ func (r *renderer) archiveHost(h inventory.Host) {
 				Path: path.Join(a.Home, ".ssh", "authorized_keys"), Mode: 0o600, Owner: owner, Kind: KindAuthorizedKeys,
 				Block: inv.Cluster, NeedsKeys: needs,
 				Content: r.exec(h.Name, "authorized_keys.tmpl", struct {
-					Cluster, Watcher string
-					Entries          []entry
-				}{inv.Cluster, watcher, entries}),
+					Cluster string
+					Entries []entry
+				}{inv.Cluster, entries}),
 				Reason: "keys of the PostgreSQL hosts, restricted to pgwarm-wal serve",
+			})
+			r.add(h.Name, File{
+				Path: rights, Mode: 0o600, Owner: owner, Kind: KindArchiveRights,
+				Content: []byte(RenderArchiveRights(inv.Cluster, watcher, grants)),
+				Reason:  "what each key may do in the archive, read at every request (pgwarm promote rewrites it)",
 			})
 		}
 	case inventory.TransportNFS:

@@ -167,16 +167,22 @@ func TestAuthorizedKeysRights(t *testing.T) {
 	if len(ak) != 1 {
 		t.Fatalf("authorized_keys: %+v", ak)
 	}
-	want := `command="/usr/local/bin/pgwarm-wal serve --root /srv/pgwarm/main --allow push",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {{key:pg1}}` + "\n" +
-		`command="/usr/local/bin/pgwarm-wal serve --root /srv/pgwarm/main --allow get,cleanup,list,verify",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {{key:pg2}}` + "\n"
-	// The golden case has a DNS trigger on pg2: its key may push too, so
-	// that the watcher's promotion archives at once.
-	watched := strings.Replace(want, "--allow get,cleanup,list,verify", "--allow get,cleanup,list,verify,push", 1)
-	if !strings.HasSuffix(string(ak[0].Content), watched) {
+	// Each key's forced command names its line of the rights file, which
+	// serve reads per request.
+	want := `command="/usr/local/bin/pgwarm-wal serve --root /srv/pgwarm/main --rights /var/lib/postgresql/.ssh/pgwarm-main.rights --as pg1",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {{key:pg1}}` + "\n" +
+		`command="/usr/local/bin/pgwarm-wal serve --root /srv/pgwarm/main --rights /var/lib/postgresql/.ssh/pgwarm-main.rights --as pg2",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {{key:pg2}}` + "\n"
+	if !strings.HasSuffix(string(ak[0].Content), want) {
 		t.Errorf("authorized_keys:\n%s", ak[0].Content)
 	}
 	if strings.Join(ak[0].NeedsKeys, ",") != "pg1,pg2" || ak[0].Block != "main" {
 		t.Errorf("NeedsKeys %v Block %q", ak[0].NeedsKeys, ak[0].Block)
+	}
+	rights := byKind(r, "arch", KindArchiveRights)
+	// The golden case has a DNS trigger on pg2: its key may push too, so
+	// that the watcher's promotion archives at once.
+	if len(rights) != 1 || rights[0].Path != "/var/lib/postgresql/.ssh/pgwarm-main.rights" || rights[0].Mode != 0o600 ||
+		!strings.HasSuffix(string(rights[0].Content), "pg1 push\npg2 get,cleanup,list,verify,push\n") {
+		t.Fatalf("rights file: %+v\n%s", rights, rights[0].Content)
 	}
 	src := strings.Replace(goldenCase{"15", "hot", "ssh"}.inventory(), "failover:\n  dns: {name: postgres, target: pg-secondary}\n", "", 1)
 	inv, err := inventory.Parse("x.yaml", []byte(src), inventory.Options{})
@@ -187,8 +193,8 @@ func TestAuthorizedKeysRights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ak := byKind(r, "arch", KindAuthorizedKeys); len(ak) != 1 || !strings.HasSuffix(string(ak[0].Content), want) || strings.Contains(string(ak[0].Content), "DNS") {
-		t.Errorf("authorized_keys without a DNS trigger:\n%s", ak[0].Content)
+	if rights := byKind(r, "arch", KindArchiveRights); len(rights) != 1 || !strings.HasSuffix(string(rights[0].Content), "pg1 push\npg2 get,cleanup,list,verify\n") || strings.Contains(string(rights[0].Content), "DNS") {
+		t.Errorf("rights without a DNS trigger:\n%s", rights[0].Content)
 	}
 }
 

@@ -20,6 +20,7 @@ const (
 	KindSSHKey          = "ssh_key"          // private key of the postgres user; Source "generate"
 	KindKnownHosts      = "known_hosts"      // archive host's host key for the postgres user; NeedsHostKeys
 	KindAuthorizedKeys  = "authorized_keys"  // Block with forced pgwarm-wal serve commands; NeedsKeys
+	KindArchiveRights   = "archive_rights"   // what each key's pgwarm-wal serve may do, read per request
 	KindExports         = "exports"          // Block in /etc/exports
 	KindFstab           = "fstab"            // Block in /etc/fstab
 	KindMarker          = "marker"           // the "mounted" marker in the archive root

@@ -17,23 +17,35 @@ func serveCommand() *cli.Command {
 			"  command=\"pgwarm-wal serve --root /srv/pgwarm/main --allow push\",restrict ssh-ed25519 AAAA... postgres@primary\n" +
 			"  command=\"pgwarm-wal serve --root /srv/pgwarm/main --allow get,cleanup\",restrict ssh-ed25519 AAAA... postgres@standby\n" +
 			"The request comes from SSH_ORIGINAL_COMMAND; anything but a valid pgwarm-wal request is refused.\n" +
-			"get also allows list and verify (reading names adds nothing to reading files); push allows nothing else.",
+			"get also allows list and verify (reading names adds nothing to reading files); push allows nothing else.\n" +
+			"With --rights FILE --as NAME instead of --allow, the rights are NAME's line of FILE (\"pg1 push\",\n" +
+			"\"pg2 get,cleanup\"), read for every request: a change applies to connections already open.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Required: true, Usage: "archive `DIR` on this host"},
-			&cli.StringFlag{Name: "allow", Required: true, Usage: "comma-separated operations this key may run: push,get,cleanup,list,verify"},
+			&cli.StringFlag{Name: "allow", Usage: "comma-separated operations this key may run: push,get,cleanup,list,verify"},
+			&cli.StringFlag{Name: "rights", Usage: "read this key's operations from `FILE` at every request (with --as)"},
+			&cli.StringFlag{Name: "as", Usage: "the `NAME` of this key's line in the --rights file"},
 			&cli.StringFlag{Name: "require-marker", Usage: "refuse every operation unless `NAME` exists in DIR"},
 		},
 		Action: func(c *cli.Context) error {
-			rights, err := serve.ParseRights(c.String("allow"))
-			if err != nil {
-				return fail("serve", "", badInput(err))
+			cfg := serve.Config{Root: c.String("root"), RequireMarker: c.String("require-marker"), RightsFile: c.String("rights"), As: c.String("as")}
+			switch {
+			case (cfg.RightsFile == "") == (c.String("allow") == ""):
+				return fail("serve", "", badInput(fmt.Errorf("give either --allow or --rights with --as")))
+			case (cfg.RightsFile == "") != (cfg.As == ""):
+				return fail("serve", "", badInput(fmt.Errorf("--rights and --as go together")))
+			case cfg.RightsFile == "":
+				rights, err := serve.ParseRights(c.String("allow"))
+				if err != nil {
+					return fail("serve", "", badInput(err))
+				}
+				cfg.Allow = rights
 			}
 			orig := os.Getenv("SSH_ORIGINAL_COMMAND")
 			if orig == "" {
 				return fail("serve", "", archive.Errorf(archive.KindBadInput, "SSH_ORIGINAL_COMMAND is empty: serve must run as an ssh forced command for a pgwarm-wal client"))
 			}
-			err = serve.Serve(c.Context, serve.Config{Root: c.String("root"), Allow: rights, RequireMarker: c.String("require-marker")},
-				orig, os.Stdin, os.Stdout)
+			err := serve.Serve(c.Context, cfg, orig, os.Stdin, os.Stdout)
 			if err != nil {
 				// stderr reaches sshd's client and the server's own logs.
 				fmt.Fprintf(c.App.ErrWriter, "pgwarm-wal serve %s: %s\n", orig, oneLine(err.Error()))

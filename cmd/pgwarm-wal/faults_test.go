@@ -199,3 +199,38 @@ func TestExitCodesStayBelow126(t *testing.T) {
 		t.Fatalf("unknown flag: %d", code)
 	}
 }
+
+// serve --rights reads the key's line at every request: rewriting the
+// file changes what an already configured key may do, with no new login.
+func TestServeRightsFile(t *testing.T) {
+	root := t.TempDir()
+	rights := filepath.Join(t.TempDir(), "archive-main.rights")
+	serve := func() result {
+		return runBin(t, []string{"SSH_ORIGINAL_COMMAND=pgwarm-wal-op list"}, nil, "serve", "--root", root, "--rights", rights, "--as", "pg2")
+	}
+	if err := os.WriteFile(rights, []byte("pg1 push\npg2 get,cleanup\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	serve().want(t, 0)
+	if err := os.WriteFile(rights, []byte("pg1 get,cleanup\npg2 push\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	// serve's own stderr (sshd's log) has the line twice; the client gets it once.
+	refused := func(r result, msg string) {
+		t.Helper()
+		if r.code != 7 || !strings.Contains(r.stderr, msg) {
+			t.Fatalf("exit %d, want 7 with %q:\n%s", r.code, msg, r.stderr)
+		}
+	}
+	refused(serve(), `operation "list" is not allowed for pg2's ssh key (`+rights+` grants only push)`)
+	os.Remove(rights)
+	refused(serve(), "cannot read its rights file")
+	for _, args := range [][]string{
+		{"--allow", "get", "--rights", rights, "--as", "pg2"},
+		{"--rights", rights},
+		{"--allow", "get", "--as", "pg2"},
+		{},
+	} {
+		runBin(t, []string{"SSH_ORIGINAL_COMMAND=pgwarm-wal-op list"}, nil, append([]string{"serve", "--root", root}, args...)...).want(t, 2, "--")
+	}
+}

@@ -1,7 +1,13 @@
 // Package serve is the far end of ssh:// archives: `pgwarm-wal serve` runs
 // as an authorized_keys forced command, reads the requested operation from
-// SSH_ORIGINAL_COMMAND, checks it against the rights given to that key, and
-// runs it on the local directory backend.
+// SSH_ORIGINAL_COMMAND, checks it against the rights of that key, and runs
+// it on the local directory backend.
+//
+// A key's rights come either from the forced command (--allow) or from a
+// rights file (--rights FILE --as NAME) read afresh for every request:
+// clients keep one shared ssh connection open, and sshd fixes a forced
+// command when that connection logs in, so only a file can change the
+// rights of connections that are already open (pgwarm promote does).
 package serve
 
 import (
@@ -10,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -44,11 +51,67 @@ func ParseRights(s string) (Rights, error) {
 	return r, nil
 }
 
+// ParseRightsFile reads a rights file: one "NAME OPERATIONS" line per key
+// (OPERATIONS as for --allow), blank lines and # comments ignored. Pure.
+func ParseRightsFile(content string) (map[string]Rights, error) {
+	out := map[string]Rights{}
+	for i, line := range strings.Split(content, "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 2 {
+			return nil, fmt.Errorf("line %d: want NAME OPERATIONS, got %q", i+1, strings.TrimSpace(line))
+		}
+		if _, dup := out[f[0]]; dup {
+			return nil, fmt.Errorf("line %d: %s is listed twice", i+1, f[0])
+		}
+		r, err := ParseRights(f[1])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		out[f[0]] = r
+	}
+	return out, nil
+}
+
 // Config is one serve invocation.
 type Config struct {
 	Root          string
-	Allow         Rights
+	Allow         Rights // fixed rights; used when RightsFile is empty
+	RightsFile    string // rights read per request, the line of As
+	As            string
 	RequireMarker string // enforced in addition to the client's own
+	// ReadFile reads RightsFile; os.ReadFile when nil.
+	ReadFile func(string) ([]byte, error)
+}
+
+// rights returns what this key may do now, and how to name where that
+// was decided in a refusal.
+func (cfg Config) rights() (Rights, string, error) {
+	if cfg.RightsFile == "" {
+		return cfg.Allow, "serve --allow", nil
+	}
+	read := cfg.ReadFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	b, err := read(cfg.RightsFile)
+	if err != nil {
+		return nil, "", archive.Errorf(archive.KindDenied, "the archive host cannot read its rights file: %w; nothing is allowed until it can (pgwarm apply writes it)", err)
+	}
+	all, err := ParseRightsFile(string(b))
+	if err != nil {
+		return nil, "", archive.Errorf(archive.KindDenied, "rights file %s on the archive host: %v; nothing is allowed until it is fixed (pgwarm apply rewrites it)", cfg.RightsFile, err)
+	}
+	r, ok := all[cfg.As]
+	if !ok {
+		return Rights{}, cfg.RightsFile, nil
+	}
+	return r, cfg.RightsFile, nil
 }
 
 // Serve handles exactly one request. Failures are reported to the client
@@ -72,8 +135,19 @@ func handle(ctx context.Context, cfg Config, command string, in io.Reader) ([]by
 	if err != nil {
 		return nil, err
 	}
-	if !cfg.Allow[req.Op] {
-		return nil, archive.Errorf(archive.KindDenied, "operation %q is not allowed for this ssh key (serve --allow grants only %s)", req.Op, keys(cfg.Allow))
+	allow, where, err := cfg.rights()
+	if err != nil {
+		return nil, err
+	}
+	if !allow[req.Op] {
+		who, grants := "this ssh key", keys(allow)
+		if cfg.As != "" {
+			who = cfg.As + "'s ssh key"
+		}
+		if grants == "" {
+			grants = "nothing"
+		}
+		return nil, archive.Errorf(archive.KindDenied, "operation %q is not allowed for %s (%s grants only %s)", req.Op, who, where, grants)
 	}
 	root := filepath.Clean(cfg.Root)
 	if req.Root != "" && filepath.Clean(req.Root) != root {
