@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgwarm/pgwarm/apply"
@@ -212,23 +213,34 @@ func Rebuild(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Re
 		pr.Hostf(name, "accepts writes on timeline %d while %s is the primary on timeline %d: a former primary that came back; fencing it now (its writes since the failover cannot be kept)",
 			r.Row(name).Timeline, prim, primRow.Timeline)
 	}
-	// One round trip: stop, then read the control file and the primary's identifier.
-	res, err := h.Run(ctx, host.Cmd{Command: stopScript(inv) + "\n" + asPostgres(path.Join(inv.Paths().BinDir, "pg_controldata"), "-D", inv.Paths().DataDir) + " 2>/dev/null || true", Timeout: 5 * time.Minute})
+	// At the same time, one round trip each: the target stops and prints its
+	// control file; the primary gives its system identifier and, unless a
+	// base backup was asked for, checkpoints for pg_rewind (see sourceSQL).
+	var stopOut, sysid string
+	err = host.ParallelNames(ctx, 0, []string{name, prim}, func(ctx context.Context, n string) error {
+		if n == prim {
+			res, err := host.CheckRun(ctx, ph, host.Cmd{Command: psqlMulti(inv, sourceSQL(opts.Method != MethodBasebackup)...), Timeout: 10 * time.Minute})
+			sysid = strings.TrimSpace(firstLine(res.Stdout))
+			return err
+		}
+		res, err := h.Run(ctx, host.Cmd{Command: stopScript(inv, d.FenceStale) + "\n" + controlDataScript(inv), Timeout: 5 * time.Minute})
+		if err != nil {
+			return err
+		}
+		if !res.OK() {
+			return fmt.Errorf("stopping PostgreSQL failed (exit %d): %s", res.ExitCode, firstLine(res.Stderr))
+		}
+		stopOut = string(res.Stdout)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if !res.OK() {
-		return &host.Error{Host: name, Err: fmt.Errorf("stopping PostgreSQL failed (exit %d): %s", res.ExitCode, firstLine(res.Stderr))}
+	if l, ok := lineWith(stopOut, "stopped "); ok {
+		pr.Hostf(name, "%s", l)
 	}
-	if l, ok := lineWith(string(res.Stdout), "stopped "); ok {
-		pr.Hostf(name, "stopped fast (%s)", strings.TrimPrefix(l, "stopped "))
-	}
-	cd := ParseControlData(string(res.Stdout))
-	sysid, err := host.CheckRun(ctx, ph, host.Cmd{Command: Psql(inv, "SELECT system_identifier FROM pg_control_system()"), Timeout: 30 * time.Second})
-	if err != nil {
-		return err
-	}
-	method, why, err := ChooseMethod(opts.Method, inv.Postgres.Version, cd, strings.TrimSpace(string(sysid.Stdout)))
+	cd := ParseControlData(stopOut)
+	method, why, err := ChooseMethod(opts.Method, inv.Postgres.Version, cd, sysid)
 	if err != nil {
 		return &host.Error{Host: name, Err: err}
 	}
@@ -246,7 +258,24 @@ func Rebuild(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Re
 	}
 	t0 := time.Now()
 	if method == MethodRewind {
-		err = writeSettings(ctx, sinv, st, h)
+		// Again both hosts at once: the primary grants pg_rewind its
+		// functions while the target gets its standby settings and, after
+		// a crash or an immediate stop, finishes its crash recovery.
+		err = host.ParallelNames(ctx, 0, []string{name, prim}, func(ctx context.Context, n string) error {
+			if n == prim {
+				return grantRewind(ctx, inv, ph)
+			}
+			if err := writeSettings(ctx, sinv, st, h); err != nil {
+				return err
+			}
+			if cd.CleanlyShutDown() {
+				return nil
+			}
+			pr.Hostf(name, "data directory state %q: finishing crash recovery in single-user mode first (pg_rewind needs a clean shutdown)", cd.State)
+			rc, err := recoverSingleUser(ctx, inv, h)
+			cd = rc
+			return err
+		})
 		if err == nil {
 			err = rewind(ctx, inv, h, ph, cd, prim, pr)
 		}
@@ -299,11 +328,43 @@ func lineWith(out, prefix string) (string, bool) {
 	return "", false
 }
 
-// stopScript stops PostgreSQL fast when it runs.
-func stopScript(inv *inventory.Inventory) string {
+// stopScript stops PostgreSQL when it runs: fast, or at once (immediate)
+// for a stale former primary. Its WAL since the failover is discarded
+// whatever happens, so nothing is lost by not writing a shutdown
+// checkpoint, while a fast shutdown also waits for its archiver to push
+// that dead-timeline WAL, which the archive refuses since the promotion:
+// three tries a second apart, twice (4.5 s in bench-ops). The crash
+// recovery pg_rewind then needs replays only the WAL since its last
+// checkpoint; a base backup discards the directory.
+func stopScript(inv *inventory.Inventory, immediate bool) string {
 	p := inv.Paths()
-	return "if " + asPostgres(path.Join(p.BinDir, "pg_ctl"), "-D", p.DataDir, "status") + " >/dev/null 2>&1; then\n  " +
-		controls(inv, "stop") + " || exit 4\n  echo \"stopped $how\"\nfi"
+	stop := controls(inv, "stop") + " || exit 4\n  echo \"stopped fast ($how)\""
+	if immediate {
+		stop = asPostgres(path.Join(p.BinDir, "pg_ctl"), "-D", p.DataDir, "-w", "-t", "60", "-m", "immediate", "stop") + " >/dev/null || exit 4\n" +
+			"  echo 'stopped at once (pg_ctl stop -m immediate): a stale primary needs no shutdown checkpoint and no archiving'"
+	}
+	return "if " + asPostgres(path.Join(p.BinDir, "pg_ctl"), "-D", p.DataDir, "status") + " >/dev/null 2>&1; then\n  " + stop + "\nfi"
+}
+
+// controlDataScript prints pg_control of the (stopped) data directory;
+// nothing when there is none.
+func controlDataScript(inv *inventory.Inventory) string {
+	return asPostgres(path.Join(inv.Paths().BinDir, "pg_controldata"), "-D", inv.Paths().DataDir) + " 2>/dev/null || true"
+}
+
+// sourceSQL is what rebuild asks the primary first: its system identifier
+// and, when pg_rewind may run, a checkpoint. pg_rewind reads the source's
+// timeline from its control file, which a promotion updates only with its
+// next checkpoint (spread over minutes by default): before it, pg_rewind
+// sees one timeline and answers "no rewind required" for a target that did
+// diverge. Issued while the target stops, the checkpoint costs no time of
+// its own; before a base backup it is merely early.
+func sourceSQL(checkpoint bool) []string {
+	q := []string{"SELECT system_identifier FROM pg_control_system()"}
+	if checkpoint {
+		q = append(q, "CHECKPOINT")
+	}
+	return q
 }
 
 // withPrimary is a copy of inv where prim is the primary and every other
@@ -335,17 +396,24 @@ func applyState(ctx context.Context, inv *inventory.Inventory, hosts Hosts, name
 	}
 	conns := map[string]host.Host{}
 	fs := map[string]facts.Facts{}
-	for _, n := range []string{name, prim} {
+	var mu sync.Mutex
+	err = host.ParallelNames(ctx, 0, []string{name, prim}, func(ctx context.Context, n string) error {
 		h, err := hosts.Get(ctx, n)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		ih, _ := inv.Host(n)
 		f, err := facts.Gather(ctx, h, apply.FactsRequest(inv, ih))
 		if err != nil {
-			return nil, err
+			return err
 		}
+		mu.Lock()
 		conns[n], fs[n] = h, f
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return apply.NewState(inv, rendered, conns, fs, apply.Options{Password: password}, apply.NewPrinter(w, false)), nil
 }
@@ -363,14 +431,11 @@ func writeSettings(ctx context.Context, inv *inventory.Inventory, st *apply.Stat
 	return fmt.Errorf("%s: no rendered %s", h.Name(), file)
 }
 
-// rewind runs pg_rewind on the target against the primary, as the
-// replication role (password from ~postgres/.pgpass, as for base backups)
-// after granting it the functions pg_rewind reads files with. Those grants
-// let the role read the data directory's files, which it can already copy
-// whole with pg_basebackup; no superuser password leaves the primary.
-// A target that crashed is first recovered in single-user mode: pg_rewind
-// needs a cleanly shut down directory.
-func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd ControlData, prim string, pr *Printer) error {
+// grantRewind grants the replication role the functions pg_rewind reads
+// the primary's files with. They let the role read the data directory's
+// files, which it can already copy whole with pg_basebackup; no superuser
+// password leaves the primary.
+func grantRewind(ctx context.Context, inv *inventory.Inventory, ph host.Host) error {
 	user := `"` + strings.ReplaceAll(inv.Replication.User, `"`, `""`) + `"`
 	grants := []string{
 		"GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO " + user,
@@ -381,26 +446,39 @@ func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd C
 	if _, err := host.CheckRun(ctx, ph, host.Cmd{Command: psqlMulti(inv, grants...), Timeout: 30 * time.Second}); err != nil {
 		return fmt.Errorf("granting pg_rewind's functions to %s: %w", inv.Replication.User, err)
 	}
-	// pg_rewind reads the source's timeline from its control file, which a
-	// promotion updates only with its next checkpoint (spread over minutes
-	// by default): before it, pg_rewind sees one timeline and answers "no
-	// rewind required" for a target that did diverge.
-	if _, err := host.CheckRun(ctx, ph, host.Cmd{Command: Psql(inv, "CHECKPOINT"), Timeout: 10 * time.Minute}); err != nil {
-		return fmt.Errorf("checkpoint on %s before pg_rewind: %w", prim, err)
+	return nil
+}
+
+// recoverSingleUser finishes the crash recovery of a target that crashed
+// or was stopped at once, in single-user mode (no archiver, and archiving
+// off besides), and returns its control file as it is afterwards: the
+// divergence check needs the checkpoint that recovery wrote.
+func recoverSingleUser(ctx context.Context, inv *inventory.Inventory, h host.Host) (ControlData, error) {
+	p := inv.Paths()
+	single := asPostgres(path.Join(p.BinDir, "postgres"), "--single", "-D", p.DataDir, "-c", "config_file="+p.MainConfig, "-c", "archive_mode=off", "postgres") + " </dev/null >/dev/null"
+	res, err := host.CheckRun(ctx, h, host.Cmd{Command: single + " && " + controlDataScript(inv), Timeout: 10 * time.Minute})
+	if err != nil {
+		return ControlData{}, fmt.Errorf("single-user crash recovery: %w", err)
 	}
+	cd := ParseControlData(string(res.Stdout))
+	if !cd.CleanlyShutDown() {
+		return cd, fmt.Errorf("single-user crash recovery left the data directory %q", cd.State)
+	}
+	return cd, nil
+}
+
+// rewind runs pg_rewind on the target, whose crash recovery is done,
+// against the primary, as the replication role (password from
+// ~postgres/.pgpass, as for base backups; see grantRewind), then switches
+// the primary's WAL (see switchAfterRewind).
+func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd ControlData, prim string, pr *Printer) error {
 	p := inv.Paths()
 	name := h.Name()
-	if !cd.CleanlyShutDown() {
-		pr.Hostf(name, "data directory state %q: finishing crash recovery in single-user mode first (pg_rewind needs a clean shutdown)", cd.State)
-		single := asPostgres(path.Join(p.BinDir, "postgres"), "--single", "-D", p.DataDir, "-c", "config_file="+p.MainConfig, "-c", "archive_mode=off", "postgres") + " </dev/null >/dev/null"
-		if _, err := host.CheckRun(ctx, h, host.Cmd{Command: single, Timeout: 10 * time.Minute}); err != nil {
-			return fmt.Errorf("single-user crash recovery: %w", err)
-		}
-	}
 	ph2, _ := inv.Host(prim)
 	src := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres connect_timeout=10", ph2.Address, inv.Postgres.Port, inv.Replication.User)
 	pr.Hostf(name, "pg_rewind from %s (%s)", prim, ph2.Address)
-	args := []string{path.Join(p.BinDir, "pg_rewind"), "-D", p.DataDir, "--source-server", src}
+	// --progress for the "need to copy" line: what the rewind costs.
+	args := []string{path.Join(p.BinDir, "pg_rewind"), "-D", p.DataDir, "--source-server", src, "--progress"}
 	// The WAL back to the last common checkpoint is often recycled on the
 	// target by then; from 13 pg_rewind fetches it with the target's
 	// restore_command, which it reads from postgresql.conf (outside the
@@ -422,11 +500,12 @@ func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd C
 		}
 		return fmt.Errorf("pg_rewind exited %d: %s", res.ExitCode, msg)
 	}
-	l := lastLine(string(res.Stderr) + string(res.Stdout))
-	if l != "" {
+	noRewind := false
+	for _, l := range RewindSummary(string(res.Stderr) + string(res.Stdout)) {
 		pr.Hostf(name, "pg_rewind: %s", l)
+		noRewind = noRewind || strings.HasPrefix(l, "no rewind required")
 	}
-	if strings.Contains(l, "no rewind required") {
+	if noRewind {
 		// Check it: a target that is an ancestor of the source is fine; one
 		// that wrote past the fork (if only its shutdown checkpoint) is not.
 		hist, err := host.CheckRun(ctx, ph, host.Cmd{Command: historyScript(inv), Timeout: 30 * time.Second})
@@ -437,7 +516,45 @@ func rewind(ctx context.Context, inv *inventory.Inventory, h, ph host.Host, cd C
 			return fmt.Errorf("pg_rewind found nothing to rewind, but the last checkpoint %s on timeline %d lies past %s's fork at %s", cd.Checkpoint, cd.Timeline, prim, fork)
 		}
 	}
+	switchAfterRewind(ctx, inv, ph, name, pr)
 	return nil
+}
+
+// switchAfterRewind switches the primary's WAL. The rewound standby is
+// consistent (a hot one accepts connections, and its start command
+// returns) only once it has replayed up to where the primary's WAL was when
+// pg_rewind finished: in the primary's current segment, which otherwise
+// reaches the archive only when full or after archive_timeout. The
+// standby's restore_command would wait for it (restore_retry, linger), and
+// only then would recovery read the copy pg_rewind made. A failure costs
+// that wait, not the rebuild.
+func switchAfterRewind(ctx context.Context, inv *inventory.Inventory, ph host.Host, name string, pr *Printer) {
+	res, err := host.CheckRun(ctx, ph, host.Cmd{Command: Psql(inv, walNames(inv.Postgres.Version, "SELECT pg_walfile_name(pg_switch_wal())")), Timeout: 30 * time.Second})
+	if err != nil {
+		pr.Hostf(ph.Name(), "could not switch WAL after pg_rewind (%v): %s may wait for its consistency point to be archived", err, name)
+		return
+	}
+	pr.Hostf(ph.Name(), "WAL switched after pg_rewind: segment %s, which holds %s's consistency point, goes to the archive now", strings.TrimSpace(string(res.Stdout)), name)
+}
+
+// RewindSummary picks the lines worth showing from pg_rewind's output
+// (with --progress, not on a terminal): where the servers diverged, the
+// checkpoint it rewinds from, how much it copies (every non-relation file
+// whole, the source's pg_wal included, plus the blocks the target changed
+// since that checkpoint) and its verdict, without the program's prefix.
+// Pure.
+func RewindSummary(out string) []string {
+	var keep []string
+	for _, l := range strings.FieldsFunc(out, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "pg_rewind: "))
+		for _, k := range []string{"servers diverged", "rewinding from", "need to copy", "no rewind required", "Done!"} {
+			if strings.HasPrefix(l, k) {
+				keep = append(keep, l)
+				break
+			}
+		}
+	}
+	return keep
 }
 
 // historyScript prints the primary's current timeline history file (empty

@@ -135,3 +135,69 @@ func TestDivergedFrom(t *testing.T) {
 		t.Errorf("ParseControlData: %+v", cd)
 	}
 }
+
+// pg_rewind 15's stderr with --progress, not on a terminal.
+const rewindOut = `pg_rewind: servers diverged at WAL location 0/40FFE888 on timeline 1
+pg_rewind: rewinding from last common checkpoint at 0/39000110 on timeline 1
+pg_rewind: need to copy 1166 MB (total source directory size is 2065 MB)
+603648/1194298 kB (50%) copied
+1194298/1194298 kB (100%) copied
+pg_rewind: creating backup label and updating control file
+pg_rewind: syncing target data directory
+pg_rewind: Done!
+`
+
+func TestRewindSummary(t *testing.T) {
+	got := strings.Join(RewindSummary(rewindOut), "\n")
+	want := "servers diverged at WAL location 0/40FFE888 on timeline 1\n" +
+		"rewinding from last common checkpoint at 0/39000110 on timeline 1\n" +
+		"need to copy 1166 MB (total source directory size is 2065 MB)\n" +
+		"Done!"
+	if got != want {
+		t.Errorf("RewindSummary:\n%s\nwant:\n%s", got, want)
+	}
+	// On a terminal the progress lines end in \r; a bare "no rewind required" is the verdict.
+	if got := RewindSummary("pg_rewind: source and target cluster are on the same timeline\r1/1 kB copied\rpg_rewind: no rewind required\n"); len(got) != 1 || got[0] != "no rewind required" {
+		t.Errorf("no rewind: %q", got)
+	}
+}
+
+const rebuildInv = `cluster: main
+postgres: {version: 15, layout: debian}
+replication: {mode: hot, user: replicator, password_env: PGWARM_REPLICATION_PASSWORD}
+archive: {host: arch, transport: ssh, path: /srv/pgwarm/main}
+hosts:
+  - {name: pg1, address: 10.0.0.1, role: primary}
+  - {name: pg2, address: 10.0.0.2, role: standby}
+  - {name: arch, address: 10.0.0.3, role: archive}
+`
+
+func TestStopScript(t *testing.T) {
+	inv, err := inventory.Parse("pgwarm.yaml", []byte(rebuildInv), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, now := stopScript(inv, false), stopScript(inv, true)
+	for _, s := range []string{fast, now} {
+		if !strings.HasPrefix(s, "if ") || !strings.Contains(s, "pg_ctl -D /var/lib/postgresql/15/main status") {
+			t.Errorf("stops without checking that the server runs:\n%s", s)
+		}
+	}
+	// A stale primary: no shutdown checkpoint, no final archiving of its dead timeline.
+	if !strings.Contains(now, "-m immediate stop") || strings.Contains(now, "pg_ctlcluster") {
+		t.Errorf("immediate stop:\n%s", now)
+	}
+	if strings.Contains(fast, "immediate") || !strings.Contains(fast, "pg_ctlcluster 15 main stop") || !strings.Contains(fast, `echo "stopped fast ($how)"`) {
+		t.Errorf("fast stop:\n%s", fast)
+	}
+}
+
+func TestSourceSQL(t *testing.T) {
+	if q := sourceSQL(false); len(q) != 1 || !strings.Contains(q[0], "system_identifier") {
+		t.Errorf("base backup: %q", q)
+	}
+	// pg_rewind reads the source's timeline from pg_control: checkpoint first.
+	if q := sourceSQL(true); len(q) != 2 || q[1] != "CHECKPOINT" {
+		t.Errorf("rewind: %q", q)
+	}
+}
