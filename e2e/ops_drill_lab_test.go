@@ -189,6 +189,21 @@ func TestOpsDrillLab(t *testing.T) {
 	if got := strings.TrimSpace(p.exec(t, "pg2", "cat /etc/postgresql/"+v+"/main/start.conf | grep -v '^#' | grep .")); got != "manual" {
 		t.Errorf("pg2 start.conf after fencing: %q, want manual", got)
 	}
+	// pg2's shared ssh connection to the archive, opened while it was the
+	// primary, is still up (promote closes no session), yet from the moment
+	// the rights file changed it may no longer add segments.
+	refused := p.exec(t, "pg2", `cd / && conf=/etc/postgresql/`+v+`/main/pgwarm.conf
+url=$(sed -n "s/^archive_command = .*--archive \([^ ]*\) .*/\1/p" "$conf")
+wal=/var/lib/postgresql/`+v+`/main/pg_wal # the lab's Debian layout; pg2 is stopped
+seg=$(ls "$wal/archive_status" | sed -n 's/^\([0-9A-F]\{24\}\)\.done$/\1/p' | sort | tail -1) # archived, so really that segment
+host=${url#ssh://postgres@}; host=${host%%/*}
+runuser -u postgres -- ssh -O check "$host" 2>&1 | sed 's/^/master: /'
+runuser -u postgres -- /usr/local/bin/pgwarm-wal ship --archive "$url" "$wal/$seg" "$seg" 2>&1; echo "exit=$?"`)
+	if !strings.Contains(refused, "master: Master running") || !strings.Contains(refused, "exit=7") || !strings.Contains(refused, "not allowed for pg2's ssh key") {
+		t.Errorf("the fenced pg2 may still push through its open connection:\n%s", refused)
+	} else {
+		t.Logf("drill: the fenced pg2's still open archive connection may no longer push:\n%s", refused)
+	}
 	// Refused: rebuilding the live primary.
 	if out, code := p.pgwarm(t, "rebuild", "pg1"); code != 1 || !strings.Contains(out, "pg1: is the live primary") {
 		t.Errorf("rebuild of the live primary: exit %d", code)
