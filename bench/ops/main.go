@@ -161,7 +161,7 @@ func run(state, bin string, n, scale int) error {
 	}
 	l.sql("pg2", "CREATE TABLE IF NOT EXISTS bench_diverge AS SELECT g FROM generate_series(1, 10000) g")
 	for _, method := range []string{"rewind", "basebackup"} {
-		out, err := l.pgwarm("rebuild", "--method", method, "pg1")
+		out, lines, err := l.pgwarmTimed("rebuild", "--method", method, "pg1")
 		if err != nil {
 			return fmt.Errorf("rebuild --method %s: %v\n%s", method, err, out)
 		}
@@ -169,7 +169,16 @@ func run(state, bin string, n, scale int) error {
 		if m == nil {
 			return fmt.Errorf("rebuild printed no time:\n%s", out)
 		}
-		rows = append(rows, row{"rebuild pg1 (" + size + " database) --method " + method, m[2] + " in all, copy " + m[3] + " (" + m[1] + ")", "1 GiB: rewind ≥ 10× faster than base backup (target)"})
+		measured := m[2] + " in all, copy " + m[3] + " (" + m[1] + ")"
+		// What pg_rewind copied: every non-relation file whole, the
+		// source's pg_wal included, plus the blocks the target changed.
+		if c := regexp.MustCompile(`pg_rewind: need to copy (\d+ MB) \(total source directory size is (\d+ MB)\)`).FindStringSubmatch(out); c != nil {
+			measured += ", " + c[1] + " of " + c[2] + " copied"
+		}
+		if ph := rebuildPhases(lines); ph != "" {
+			measured += "; " + ph
+		}
+		rows = append(rows, row{"rebuild pg1 (" + size + " database) --method " + method, measured, "1 GiB: rewind ≥ 10× faster than base backup (target)"})
 	}
 
 	w := 0
@@ -314,12 +323,79 @@ func (l *lab) waitSSH(h string) {
 }
 
 func (l *lab) pgwarm(args ...string) (string, error) {
+	out, _, err := l.pgwarmTimed(args...)
+	return out, err
+}
+
+// pgwarmTimed runs pgwarm and also returns when each output line arrived,
+// counted from the command's start: pgwarm prints a line as a step ends.
+func (l *lab) pgwarmTimed(args ...string) (string, []timedLine, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	full := append([]string{args[0], "-i", l.inv}, args[1:]...)
 	cmd := exec.CommandContext(ctx, l.bin, full...)
 	cmd.Env = append(os.Environ(), "PGWARM_REPLICATION_PASSWORD="+l.password, "NO_COLOR=1")
-	out, err := cmd.CombinedOutput()
-	fmt.Fprintf(os.Stderr, "$ pgwarm %s\n%s", strings.Join(full, " "), out)
-	return string(out), err
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return "", nil, err
+	}
+	pw.Close()
+	var b strings.Builder
+	var lines []timedLine
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		lines = append(lines, timedLine{time.Since(start), sc.Text()})
+		b.WriteString(sc.Text() + "\n")
+	}
+	pr.Close()
+	err = cmd.Wait()
+	fmt.Fprintf(os.Stderr, "$ pgwarm %s\n%s", strings.Join(full, " "), b.String())
+	return b.String(), lines, err
+}
+
+type timedLine struct {
+	at   time.Duration
+	text string
+}
+
+// at is when the first line containing s arrived; false when none did.
+func at(lines []timedLine, s string) (time.Duration, bool) {
+	for _, l := range lines {
+		if strings.Contains(l.text, s) {
+			return l.at, true
+		}
+	}
+	return 0, false
+}
+
+// rebuildPhases splits a rebuild's time by the lines that end its steps:
+// observing the pair and stopping the target, pg_rewind alone (its own run, without the
+// preparation the copy time includes), and from the start command to the
+// canary's write (the start returns once the standby is consistent: its
+// catch-up). Steps it did not print are left out.
+func rebuildPhases(lines []timedLine) string {
+	secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s" }
+	var ph []string
+	if t, ok := at(lines, ": stopped "); ok {
+		ph = append(ph, "observe+stop "+secs(t))
+	}
+	if a, ok := at(lines, ": pg_rewind from "); ok {
+		if b, ok := at(lines, ": pg_rewind: Done!"); ok {
+			ph = append(ph, "pg_rewind alone "+secs(b-a))
+		}
+	}
+	if a, ok := at(lines, ": start postgresql"); ok {
+		if b, ok := at(lines, ": canary "); ok {
+			ph = append(ph, "start → canary written "+secs(b-a))
+		}
+	}
+	return strings.Join(ph, ", ")
 }
