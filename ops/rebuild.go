@@ -213,15 +213,23 @@ func Rebuild(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Re
 		pr.Hostf(name, "accepts writes on timeline %d while %s is the primary on timeline %d: a former primary that came back; fencing it now (its writes since the failover cannot be kept)",
 			r.Row(name).Timeline, prim, primRow.Timeline)
 	}
-	// At the same time, one round trip each: the target stops and prints its
-	// control file; the primary gives its system identifier and, unless a
-	// base backup was asked for, checkpoints for pg_rewind (see sourceSQL).
+	// At the same time: the target stops and prints its control file; the
+	// primary gives its system identifier and, unless a base backup was
+	// asked for, checkpoints for pg_rewind (see checkpointForRewind), which
+	// so costs no time of its own. A failed checkpoint fails only the rewind.
 	var stopOut, sysid string
+	var ckErr error
 	err = host.ParallelNames(ctx, 0, []string{name, prim}, func(ctx context.Context, n string) error {
 		if n == prim {
-			res, err := host.CheckRun(ctx, ph, host.Cmd{Command: psqlMulti(inv, sourceSQL(opts.Method != MethodBasebackup)...), Timeout: 10 * time.Minute})
-			sysid = strings.TrimSpace(firstLine(res.Stdout))
-			return err
+			res, err := host.CheckRun(ctx, ph, host.Cmd{Command: Psql(inv, "SELECT system_identifier FROM pg_control_system()"), Timeout: 30 * time.Second})
+			if err != nil {
+				return err
+			}
+			sysid = strings.TrimSpace(string(res.Stdout))
+			if opts.Method != MethodBasebackup {
+				ckErr = checkpointForRewind(ctx, inv, ph)
+			}
+			return nil
 		}
 		res, err := h.Run(ctx, host.Cmd{Command: stopScript(inv, d.FenceStale) + "\n" + controlDataScript(inv), Timeout: 5 * time.Minute})
 		if err != nil {
@@ -263,6 +271,9 @@ func Rebuild(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Re
 		// a crash or an immediate stop, finishes its crash recovery.
 		err = host.ParallelNames(ctx, 0, []string{name, prim}, func(ctx context.Context, n string) error {
 			if n == prim {
+				if ckErr != nil {
+					return ckErr
+				}
 				return grantRewind(ctx, inv, ph)
 			}
 			if err := writeSettings(ctx, sinv, st, h); err != nil {
@@ -352,19 +363,16 @@ func controlDataScript(inv *inventory.Inventory) string {
 	return asPostgres(path.Join(inv.Paths().BinDir, "pg_controldata"), "-D", inv.Paths().DataDir) + " 2>/dev/null || true"
 }
 
-// sourceSQL is what rebuild asks the primary first: its system identifier
-// and, when pg_rewind may run, a checkpoint. pg_rewind reads the source's
-// timeline from its control file, which a promotion updates only with its
-// next checkpoint (spread over minutes by default): before it, pg_rewind
-// sees one timeline and answers "no rewind required" for a target that did
-// diverge. Issued while the target stops, the checkpoint costs no time of
-// its own; before a base backup it is merely early.
-func sourceSQL(checkpoint bool) []string {
-	q := []string{"SELECT system_identifier FROM pg_control_system()"}
-	if checkpoint {
-		q = append(q, "CHECKPOINT")
+// checkpointForRewind checkpoints the primary. pg_rewind reads the
+// source's timeline from its control file, which a promotion updates only
+// with its next checkpoint (spread over minutes by default): before it,
+// pg_rewind sees one timeline and answers "no rewind required" for a
+// target that did diverge.
+func checkpointForRewind(ctx context.Context, inv *inventory.Inventory, ph host.Host) error {
+	if _, err := host.CheckRun(ctx, ph, host.Cmd{Command: Psql(inv, "CHECKPOINT"), Timeout: 10 * time.Minute}); err != nil {
+		return fmt.Errorf("checkpoint before pg_rewind: %w", err)
 	}
-	return q
+	return nil
 }
 
 // withPrimary is a copy of inv where prim is the primary and every other

@@ -191,13 +191,3 @@ func TestStopScript(t *testing.T) {
 		t.Errorf("fast stop:\n%s", fast)
 	}
 }
-
-func TestSourceSQL(t *testing.T) {
-	if q := sourceSQL(false); len(q) != 1 || !strings.Contains(q[0], "system_identifier") {
-		t.Errorf("base backup: %q", q)
-	}
-	// pg_rewind reads the source's timeline from pg_control: checkpoint first.
-	if q := sourceSQL(true); len(q) != 2 || q[1] != "CHECKPOINT" {
-		t.Errorf("rewind: %q", q)
-	}
-}
