@@ -310,3 +310,23 @@ func TestSeveralStandbysNoCleanup(t *testing.T) {
 		t.Errorf("hba lacks a standby:\n%s", hba)
 	}
 }
+
+// Standbys from 12 on delete old WAL instead of recycling it: a promoted
+// standby is the source of the rewind after a failover, and pg_rewind
+// copies its whole pg_wal. Primaries keep PostgreSQL's default.
+func TestWalRecycleOffOnStandbys(t *testing.T) {
+	for name, want := range map[string]bool{
+		"pg11-hot-ssh":       false, // no wal_recycle before 12
+		"pg12-warm-ssh":      true,
+		"pg15-hot-ssh":       true,
+		"pg17-streaming-ssh": true,
+	} {
+		r := renderCase(t, name)
+		if got := strings.Contains(settingsOf(r, "pg2"), "wal_recycle = 'off'"); got != want {
+			t.Errorf("%s: standby has wal_recycle off: %v, want %v", name, got, want)
+		}
+		if strings.Contains(settingsOf(r, "pg1"), "wal_recycle") {
+			t.Errorf("%s: the primary's settings name wal_recycle", name)
+		}
+	}
+}

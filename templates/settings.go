@@ -34,6 +34,16 @@ func Settings(inv *inventory.Inventory, hostName string) []Setting {
 			m["recovery_prefetch"] = "off"
 		}
 		if inv.Postgres.Version.AtLeast(12) {
+			// After a failover every pg_rewind (pgwarm rebuild of the old
+			// primary) reads from a promoted standby, and pg_rewind copies
+			// each file of its pg_wal whole. With recycling on, the first
+			// checkpoints after the promotion rename up to max_wal_size of
+			// restored segments into future ones that stay in pg_wal (a
+			// rewind after a 1 GiB load copied 1.1 GB of them); off, they
+			// are deleted. A standby writes no WAL of its own, so nothing
+			// is lost here; apply turns recycling back on (the default)
+			// when it renders the host as a primary.
+			m["wal_recycle"] = "off"
 			for _, s := range recoverySettings(inv, h) {
 				m[s.Name] = s.Value
 			}
