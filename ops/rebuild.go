@@ -458,13 +458,16 @@ func grantRewind(ctx context.Context, inv *inventory.Inventory, ph host.Host) er
 }
 
 // recoverSingleUser finishes the crash recovery of a target that crashed
-// or was stopped at once, in single-user mode (no archiver, and archiving
-// off besides), and returns its control file as it is afterwards: the
-// divergence check needs the checkpoint that recovery wrote.
+// or was stopped at once, in single-user mode, and returns its control file
+// as it is afterwards: the divergence check needs the checkpoint that
+// recovery wrote. Single-user mode runs no archiver, but archive_mode stays
+// as configured: with it off, the shutdown checkpoint removes WAL segments
+// still waiting to be archived (the archive refuses a stale primary's), and
+// pg_rewind, reading the target's WAL back from the fork, then cannot find
+// the segment holding the end of the record at the fork ("could not find
+// previous WAL record", seen in bench-ops).
 func recoverSingleUser(ctx context.Context, inv *inventory.Inventory, h host.Host) (ControlData, error) {
-	p := inv.Paths()
-	single := asPostgres(path.Join(p.BinDir, "postgres"), "--single", "-D", p.DataDir, "-c", "config_file="+p.MainConfig, "-c", "archive_mode=off", "postgres") + " </dev/null >/dev/null"
-	res, err := host.CheckRun(ctx, h, host.Cmd{Command: single + " && " + controlDataScript(inv), Timeout: 10 * time.Minute})
+	res, err := host.CheckRun(ctx, h, host.Cmd{Command: singleUserScript(inv), Timeout: 10 * time.Minute})
 	if err != nil {
 		return ControlData{}, fmt.Errorf("single-user crash recovery: %w", err)
 	}
@@ -473,6 +476,14 @@ func recoverSingleUser(ctx context.Context, inv *inventory.Inventory, h host.Hos
 		return cd, fmt.Errorf("single-user crash recovery left the data directory %q", cd.State)
 	}
 	return cd, nil
+}
+
+// singleUserScript runs crash recovery in single-user mode, then prints
+// pg_control. Pure.
+func singleUserScript(inv *inventory.Inventory) string {
+	p := inv.Paths()
+	return asPostgres(path.Join(p.BinDir, "postgres"), "--single", "-D", p.DataDir, "-c", "config_file="+p.MainConfig, "postgres") +
+		" </dev/null >/dev/null && " + controlDataScript(inv)
 }
 
 // rewind runs pg_rewind on the target, whose crash recovery is done,

@@ -191,3 +191,17 @@ func TestStopScript(t *testing.T) {
 		t.Errorf("fast stop:\n%s", fast)
 	}
 }
+
+func TestSingleUserScriptKeepsArchiving(t *testing.T) {
+	inv, err := inventory.Parse("pgwarm.yaml", []byte(rebuildInv), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := singleUserScript(inv)
+	// archive_mode=off would let its shutdown checkpoint remove WAL not
+	// archived yet, which pg_rewind needs to read back from the fork.
+	if strings.Contains(s, "archive_mode") || !strings.Contains(s, "--single") || !strings.Contains(s, "config_file=/etc/postgresql/15/main/postgresql.conf") ||
+		!strings.Contains(s, "pg_controldata") {
+		t.Errorf("single-user recovery:\n%s", s)
+	}
+}
