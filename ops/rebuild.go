@@ -479,10 +479,19 @@ func recoverSingleUser(ctx context.Context, inv *inventory.Inventory, h host.Hos
 }
 
 // singleUserScript runs crash recovery in single-user mode, then prints
-// pg_control. Pure.
+// pg_control. The shutdown checkpoint keeps every WAL segment (the largest
+// wal_keep_size or wal_keep_segments): pg_rewind reads the target's WAL
+// from the last common checkpoint on, and what it finds in pg_wal it need
+// not restore from the archive one segment at a time (about 0.14 s each
+// over ssh, 1.15 s of a 2.7 s pg_rewind in bench-ops). The target's pg_wal
+// is replaced by the rewind anyway. Pure.
 func singleUserScript(inv *inventory.Inventory) string {
 	p := inv.Paths()
-	return asPostgres(path.Join(p.BinDir, "postgres"), "--single", "-D", p.DataDir, "-c", "config_file="+p.MainConfig, "postgres") +
+	keep := "wal_keep_segments=2147483647"
+	if inv.Postgres.Version.AtLeast(13) {
+		keep = "wal_keep_size=2147483647"
+	}
+	return asPostgres(path.Join(p.BinDir, "postgres"), "--single", "-D", p.DataDir, "-c", "config_file="+p.MainConfig, "-c", keep, "postgres") +
 		" </dev/null >/dev/null && " + controlDataScript(inv)
 }
 

@@ -204,4 +204,16 @@ func TestSingleUserScriptKeepsArchiving(t *testing.T) {
 		!strings.Contains(s, "pg_controldata") {
 		t.Errorf("single-user recovery:\n%s", s)
 	}
+	// It keeps every segment, so pg_rewind reads the target's WAL locally;
+	// wal_keep_size from 13, wal_keep_segments before.
+	if !strings.Contains(s, "wal_keep_size=2147483647") {
+		t.Errorf("single-user recovery on 15 does not keep WAL:\n%s", s)
+	}
+	old, err := inventory.Parse("pgwarm.yaml", []byte(strings.Replace(rebuildInv, "version: 15", "version: 12", 1)), inventory.Options{})
+	if err != nil || old.Postgres.Version.AtLeast(13) {
+		t.Fatalf("12: %v", err)
+	}
+	if s := singleUserScript(old); !strings.Contains(s, "wal_keep_segments=2147483647") || strings.Contains(s, "wal_keep_size") {
+		t.Errorf("single-user recovery on 12:\n%s", s)
+	}
 }
