@@ -16,13 +16,13 @@ import (
 
 // canarySQL writes one row and returns the LSN right after its commit;
 // pg_switch_wal then closes the segment so that log shipping carries it.
-func canarySQL(token string) []string {
+func canarySQL(v inventory.Version, token string) []string {
 	return []string{
 		"CREATE SCHEMA IF NOT EXISTS pgwarm",
 		"CREATE TABLE IF NOT EXISTS pgwarm.canary (id text PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp())",
 		"INSERT INTO pgwarm.canary (id) VALUES ('" + token + "')",
-		"SELECT pg_current_wal_lsn(), pg_walfile_name(pg_current_wal_lsn()), extract(epoch from clock_timestamp())",
-		"SELECT pg_switch_wal()",
+		walNames(v, "SELECT pg_current_wal_lsn(), pg_walfile_name(pg_current_wal_lsn()), extract(epoch from clock_timestamp())"),
+		walNames(v, "SELECT pg_switch_wal()"),
 	}
 }
 
@@ -35,12 +35,12 @@ func psqlMulti(inv *inventory.Inventory, stmts ...string) string {
 	return asPostgres(args...)
 }
 
-// replaySQL reads the standby's replay position and whether it sees the
+// replaySQL reads the standby's replay position (9.6's names via walNames) and whether it sees the
 // canary (hot and streaming standbys answer queries; the table may not
 // exist there yet).
-func replaySQL(token string) string {
-	return "SELECT pg_last_wal_replay_lsn(), CASE WHEN to_regclass('pgwarm.canary') IS NULL THEN false " +
-		"ELSE EXISTS (SELECT 1 FROM pgwarm.canary WHERE id = '" + token + "') END"
+func replaySQL(v inventory.Version, token string) string {
+	return walNames(v, "SELECT pg_last_wal_replay_lsn(), CASE WHEN to_regclass('pgwarm.canary') IS NULL THEN false "+
+		"ELSE EXISTS (SELECT 1 FROM pgwarm.canary WHERE id = '"+token+"') END")
 }
 
 // CanaryReplayed decides from one observation of a standby whether the
@@ -161,7 +161,7 @@ func verifyOn(ctx context.Context, inv *inventory.Inventory, hosts Hosts, primar
 			return nil
 		})
 	}()
-	res, err := host.CheckRun(ctx, ph, host.Cmd{Command: psqlMulti(inv, canarySQL(token)...), Timeout: 30 * time.Second})
+	res, err := host.CheckRun(ctx, ph, host.Cmd{Command: psqlMulti(inv, canarySQL(inv.Postgres.Version, token)...), Timeout: 30 * time.Second})
 	var c canaryInfo
 	if err == nil {
 		if f := strings.Fields(strings.ReplaceAll(string(res.Stdout), "|", " ")); len(f) >= 3 {
@@ -216,7 +216,7 @@ func suffix(s string) string {
 //   - warm (no queries): the startup process recovers a segment after the
 //     canary's, so the canary's segment is replayed completely.
 func waitScript(inv *inventory.Inventory, token, canarySeg string, queryable bool, timeout time.Duration) string {
-	probe := Psql(inv, replaySQL(token))
+	probe := Psql(inv, replaySQL(inv.Postgres.Version, token))
 	done := `case $r in *"|t") echo "$r"; date +%s.%N; exit 0;; esac`
 	if !queryable {
 		probe = "ps -e -o args= | grep -oE 'startup.* (recovering|waiting for) [0-9A-F]{24}' | grep -oE '[0-9A-F]{24}$'"
