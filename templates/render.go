@@ -272,7 +272,8 @@ func (r *renderer) postgresHost(h inventory.Host) {
 	if standby && v.AtLeast(12) {
 		notes = append(notes,
 			"restore_command waits up to a second for a segment not archived yet and gets it the",
-			"moment it lands; it stops waiting when a promotion is requested.")
+			"moment it lands; it stops waiting when a promotion is requested. While the standby is",
+			"behind it fetches the next segments at once (--prefetch) into the state directory.")
 		if v.AtLeast(16) {
 			notes = append(notes, "PostgreSQL 16 removed promote_trigger_file: promote with pgwarm promote (pg_ctl promote).")
 		}

@@ -72,17 +72,7 @@ func Fetch(ctx context.Context, a archive.Archive, n segname.Name, wait time.Dur
 	if err != nil {
 		return nil, err
 	}
-	content, h, err := walfile.Decode(file)
-	if err != nil {
-		return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err,
-			Msg: fmt.Sprintf("refusing to hand a damaged file to PostgreSQL: %v (restore it from another copy, or take a new base backup)", err)}
-	}
-	if n.HasWALContent() {
-		if err := archive.CheckWALContent(n, content, h); err != nil {
-			return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err, Msg: "refusing to hand it to PostgreSQL: " + err.Error()}
-		}
-	}
-	return content, nil
+	return decodeChecked(n, file)
 }
 
 // WaitOptions turn restore into a pg_standby-like waiter, or let it linger.
@@ -96,6 +86,9 @@ type WaitOptions struct {
 	// pg_ctl promote and pg_promote() write into the data directory, which
 	// is DEST's grandparent, pg_wal/RECOVERYXLOG) or Trigger appears.
 	Linger time.Duration
+	// Prefetch (without Wait) fetches ahead into a spool while the
+	// standby is behind; zero Ahead turns it off.
+	Prefetch Prefetch
 	// Poll is how long one archive probe may wait; the trigger file is
 	// checked between probes. Zero means one second.
 	Poll time.Duration
@@ -111,12 +104,19 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 		return archive.Errorf(archive.KindBadInput, "--linger is for standby mode (PostgreSQL retries); --wait already waits until the segment or the trigger appears")
 	}
 	if !w.Wait {
-		var content []byte
-		if w.Linger > 0 && n.Kind == segname.Segment {
-			watch := []string{filepath.Join(filepath.Dir(filepath.Dir(dest)), "promote")}
-			if w.Trigger != "" {
-				watch = append(watch, w.Trigger)
+		prefetch := w.Prefetch.Ahead > 0 && w.Prefetch.Spool != "" && n.Kind == segname.Segment
+		if prefetch {
+			if content, ok := w.Prefetch.fromSpool(n); ok {
+				return writeDest(dest, content)
 			}
+		}
+		start := time.Now()
+		var content []byte
+		watch := []string{filepath.Join(filepath.Dir(filepath.Dir(dest)), "promote")}
+		if w.Trigger != "" {
+			watch = append(watch, w.Trigger)
+		}
+		if w.Linger > 0 && n.Kind == segname.Segment {
 			content, err = fetchUntilPromoted(ctx, a, n, w.Linger, watch)
 		} else {
 			content, err = Fetch(ctx, a, n, 0)
@@ -124,7 +124,15 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 		if err != nil {
 			return err
 		}
-		return writeDest(dest, content)
+		if err := writeDest(dest, content); err != nil {
+			return err
+		}
+		// Not while promoting: PostgreSQL reads the last segment again at
+		// the end of recovery, and nothing after it.
+		if prefetch && time.Since(start) < prefetchWhenWithin && firstExisting(watch) == "" {
+			w.Prefetch.fill(ctx, a, n, uint32(len(content)))
+		}
+		return nil
 	}
 	if w.Trigger == "" {
 		return archive.Errorf(archive.KindBadInput, "--wait needs --trigger FILE (otherwise recovery could never end)")
@@ -176,8 +184,15 @@ const promotePoll = 20 * time.Millisecond
 // the watched files appears: a promotion must not wait for the next segment.
 func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, linger time.Duration, watch []string) ([]byte, error) {
 	if f := firstExisting(watch); f != "" {
-		return nil, archive.Errorf(archive.KindNotFound, "%s: not waiting, %s exists (promotion requested)", n, f)
+		// PostgreSQL replays everything it can still get before it ends
+		// recovery: what is archived is handed over, only the wait is off.
+		content, err := Fetch(ctx, a, n, 0)
+		if archive.KindOf(err) == archive.KindNotFound {
+			return nil, archive.Errorf(archive.KindNotFound, "%s is not archived; not waiting for it, %s exists (promotion requested)", n, f)
+		}
+		return content, err
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	promoted := errors.New("promotion requested")
@@ -198,7 +213,12 @@ func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, 
 	}()
 	content, err := Fetch(ctx, a, n, linger)
 	if err != nil && errors.Is(context.Cause(ctx), promoted) {
-		return nil, archive.Errorf(archive.KindNotFound, "%s is not archived yet and a promotion was requested: not waiting for it", n)
+		// A segment that landed as the wait was cut short still counts: a
+		// fenced primary archives its last one before the promotion.
+		content, err = Fetch(parent, a, n, 0)
+		if archive.KindOf(err) == archive.KindNotFound {
+			return nil, archive.Errorf(archive.KindNotFound, "%s is not archived yet and a promotion was requested: not waiting for it", n)
+		}
 	}
 	return content, err
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/pgwarm/pgwarm/wal"
 	"github.com/urfave/cli/v2"
 )
@@ -13,6 +15,8 @@ func restoreCommand() *cli.Command {
 		Flags: append(archiveFlags(),
 			&cli.BoolFlag{Name: "wait", Usage: "warm standby: wait for the segment like pg_standby until it arrives or the trigger file appears"},
 			&cli.StringFlag{Name: "trigger", Usage: "trigger `FILE` that ends recovery (content \"fast\": now; anything else: after replaying what is archived); with --linger it only cuts the wait short"},
+			&cli.IntFlag{Name: "prefetch", Usage: "standby mode: when a segment is archived already (the standby is behind), also fetch the next `N` at once into --spool; later restores take them from there"},
+			&cli.StringFlag{Name: "spool", Usage: "directory for --prefetch (created; pgwarm renders its state directory's prefetch/)"},
 			&cli.DurationFlag{Name: "linger", Usage: "standby mode: wait up to `D` for a segment that is not archived yet, handing it over the moment it lands; exit 1 after D, or at once when PostgreSQL is asked to promote"},
 		),
 		Action: func(c *cli.Context) error {
@@ -25,8 +29,12 @@ func restoreCommand() *cli.Command {
 				return fail("restore", name, err)
 			}
 			defer a.Close()
+			if (c.Int("prefetch") > 0) != (c.String("spool") != "") || c.Int("prefetch") < 0 {
+				return fail("restore", name, badInput(fmt.Errorf("--prefetch N (N > 0) and --spool DIR go together")))
+			}
 			return fail("restore", name, wal.Restore(c.Context, a, name, c.Args().Get(1),
-				wal.WaitOptions{Wait: c.Bool("wait"), Trigger: c.String("trigger"), Linger: c.Duration("linger")}))
+				wal.WaitOptions{Wait: c.Bool("wait"), Trigger: c.String("trigger"), Linger: c.Duration("linger"),
+					Prefetch: wal.Prefetch{Ahead: c.Int("prefetch"), Spool: c.String("spool"), Archive: c.String("archive")}}))
 		},
 	}
 }

@@ -40,6 +40,7 @@ func TestArchiveSuite(t *testing.T) {
 			t.Run("bad input", func(t *testing.T) { suiteBadInput(t, mk(t)) })
 			t.Run("wait and trigger", func(t *testing.T) { suiteWait(t, mk(t)) })
 			t.Run("linger", func(t *testing.T) { suiteLinger(t, mk(t)) })
+			t.Run("prefetch", func(t *testing.T) { suitePrefetch(t, mk(t)) })
 		})
 	}
 }
@@ -337,5 +338,91 @@ func suiteLinger(t *testing.T, b backend) {
 			t.Fatal(err)
 		}
 	}
+	// PostgreSQL replays all it can still get before it ends recovery: a
+	// promotion stops the waiting, not the handing over of archived segments.
+	if err := os.WriteFile(filepath.Join(data, "promote"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restore(seg2, "--linger", "30s", "--trigger", trigger).want(t, 0)
+	if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, fakeSegment(seg2, sysA, 2)) {
+		t.Fatalf("restored %s during a promotion differs (err %v)", seg2, err)
+	}
+	restore(seg3, "--linger", "30s", "--trigger", trigger).want(t, 1, "promotion")
 	restore(seg3, "--linger", "1s", "--wait", "--trigger", trigger).want(t, 2, "--linger")
+}
+
+// suitePrefetch: a restore that finds its segment archived already fetches
+// the next ones into the spool, and later restores take them from there
+// (proved by removing them from the archive first); a damaged spool entry
+// is fetched again; what is behind the request leaves the spool.
+func suitePrefetch(t *testing.T, b backend) {
+	src := t.TempDir()
+	names := []string{seg1, seg2, seg3, "000000010000000000000004", seg5}
+	for i, n := range names {
+		b.run(t, "ship", "--archive", b.url, writeFile(t, src, n, fakeSegment(n, sysA, int64(i))), n).want(t, 0)
+	}
+	data := t.TempDir()
+	if err := os.Mkdir(filepath.Join(data, "pg_wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(data, "pg_wal", "RECOVERYXLOG")
+	spool := filepath.Join(t.TempDir(), "prefetch")
+	restore := func(name string) result {
+		return b.run(t, "restore", "--archive", b.url, "--linger", "30s", "--prefetch", "2", "--spool", spool, name, dest)
+	}
+	spooled := func() []string {
+		var out []string
+		filepath.Walk(spool, func(p string, info os.FileInfo, err error) error {
+			if err == nil && info.Mode().IsRegular() {
+				out = append(out, filepath.Base(p))
+			}
+			return nil
+		})
+		return out
+	}
+	restored := func(i int) {
+		t.Helper()
+		if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, fakeSegment(names[i], sysA, int64(i))) {
+			t.Fatalf("restored %s differs (err %v)", names[i], err)
+		}
+	}
+	restore(seg1).want(t, 0)
+	restored(0)
+	if got := strings.Join(spooled(), ","); got != seg2+","+seg3 {
+		t.Fatalf("spool after %s: %s, want %s,%s", seg1, got, seg2, seg3)
+	}
+	// seg2 now comes from the spool: the archive no longer has it.
+	if err := os.Remove(filepath.Join(b.root, "wal", seg2)); err != nil {
+		t.Fatal(err)
+	}
+	restore(seg2).want(t, 0)
+	restored(1)
+	// A damaged spool entry is not handed over: seg3 is fetched again.
+	var s3 string
+	filepath.Walk(spool, func(p string, info os.FileInfo, err error) error {
+		if err == nil && filepath.Base(p) == seg3 {
+			s3 = p
+		}
+		return nil
+	})
+	if err := os.WriteFile(s3, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restore(seg3).want(t, 0)
+	restored(2)
+	// seg3 was archived, so the next two were fetched ahead; nothing
+	// behind seg3 is left.
+	if got := strings.Join(spooled(), ","); got != "000000010000000000000004,"+seg5 {
+		t.Fatalf("spool after %s: %s", seg3, got)
+	}
+	// Promoting: PostgreSQL reads its last segment again and nothing after
+	// it, so nothing is fetched ahead (seg3 would be).
+	if err := os.WriteFile(filepath.Join(data, "promote"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restore(seg1).want(t, 0)
+	if got := strings.Join(spooled(), ","); got != "000000010000000000000004,"+seg5 {
+		t.Fatalf("spool after a restore during a promotion: %s", got)
+	}
+	b.run(t, "restore", "--archive", b.url, "--prefetch", "2", seg1, dest).want(t, 2, "--spool")
 }

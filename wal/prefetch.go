@@ -1,0 +1,125 @@
+package wal
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pgwarm/pgwarm/wal/archive"
+	"github.com/pgwarm/pgwarm/wal/segname"
+	"github.com/pgwarm/pgwarm/wal/walfile"
+)
+
+// Prefetch lets restore fetch ahead while a standby catches up. PostgreSQL
+// asks for one segment at a time, each a round trip to the archive (over
+// ssh about 0.1 s): a standby far behind, or a rewound one replaying from
+// the last common checkpoint, spends most of its time waiting on them.
+// When a segment came back at once (it was archived already, so the
+// standby is behind), restore also fetches the next Ahead segments, all at
+// once, into Spool, and later restores take them from there without a
+// round trip. A standby that is caught up gets each segment while it
+// lingers and prefetches nothing: no extra requests when idle.
+type Prefetch struct {
+	Spool   string // directory, created on first use; one subdirectory per archive
+	Ahead   int
+	Archive string // the archive URL, which names the subdirectory
+}
+
+// prefetchWhenWithin: a fetch answered this fast found the segment
+// archived already (a lingering one took longer), so the standby is behind.
+const prefetchWhenWithin = 250 * time.Millisecond
+
+// spoolDir is the spool of one archive: a different archive URL (apply
+// moved the archive) never serves another's files.
+func (p Prefetch) spoolDir() string {
+	sum := sha256.Sum256([]byte(p.Archive))
+	return filepath.Join(p.Spool, hex.EncodeToString(sum[:6]))
+}
+
+// fromSpool returns n's content from the spool when it is there and
+// intact, and drops every spooled file that is not ahead of n.
+func (p Prefetch) fromSpool(n segname.Name) ([]byte, bool) {
+	dir := p.spoolDir()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, false
+	}
+	var hit []byte
+	for _, de := range des {
+		path := filepath.Join(dir, de.Name())
+		m, err := segname.Parse(de.Name())
+		switch {
+		case err != nil || m.Kind != segname.Segment || m.TLI != n.TLI || !segname.Less(n, m) && m != n:
+			// Not ahead of n on its timeline (or a temp file): never asked
+			// for again in this order. A spool is a cache: dropping is safe.
+			os.Remove(path)
+		case m == n:
+			if b, err := os.ReadFile(path); err == nil {
+				hit = b
+			}
+			os.Remove(path)
+		}
+	}
+	if hit == nil {
+		return nil, false
+	}
+	content, err := decodeChecked(n, hit)
+	if err != nil {
+		return nil, false // damaged in the spool: fetch it from the archive
+	}
+	return content, true
+}
+
+// fill fetches the Ahead segments after n (segSize bytes each) at once and
+// keeps those archived in the spool. Failures only cost the prefetch.
+func (p Prefetch) fill(ctx context.Context, a archive.Archive, n segname.Name, segSize uint32) {
+	if p.Ahead <= 0 || !segname.ValidSegSize(segSize) {
+		return
+	}
+	dir := p.spoolDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 1; i <= p.Ahead; i++ {
+		next := segname.FromSegNo(n.TLI, n.SegNo(segSize)+uint64(i), segSize)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			file, err := a.Get(ctx, next, 0)
+			if err != nil {
+				return
+			}
+			if _, err := decodeChecked(next, file); err != nil {
+				return // restore will fetch it and report the damage then
+			}
+			tmp := filepath.Join(dir, "."+next.String()+".tmp")
+			if err := os.WriteFile(tmp, file, 0o600); err == nil {
+				if err := os.Rename(tmp, filepath.Join(dir, next.String())); err != nil {
+					os.Remove(tmp)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// decodeChecked decodes an archived file and checks it is n: what Fetch
+// does after the transfer.
+func decodeChecked(n segname.Name, file []byte) ([]byte, error) {
+	content, h, err := walfile.Decode(file)
+	if err != nil {
+		return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err,
+			Msg: "refusing to hand a damaged file to PostgreSQL: " + err.Error() + " (restore it from another copy, or take a new base backup)"}
+	}
+	if n.HasWALContent() {
+		if err := archive.CheckWALContent(n, content, h); err != nil {
+			return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err, Msg: "refusing to hand it to PostgreSQL: " + err.Error()}
+		}
+	}
+	return content, nil
+}
