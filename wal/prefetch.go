@@ -29,9 +29,39 @@ type Prefetch struct {
 	Archive string // the archive URL, which names the subdirectory
 }
 
-// prefetchWhenWithin: a fetch answered this fast found the segment
-// archived already (a lingering one took longer), so the standby is behind.
+// prefetchWhenWithin: a fetch answered this fast probably found its
+// segment archived already. One such answer can also be a linger that a
+// segment ended at once, so restore fetches ahead only after two in a row
+// for consecutive segments (see behind): PostgreSQL reading one archived
+// segment after another. pg_rewind, which reads backwards first, and a
+// caught-up standby, which lingers, do not.
 const prefetchWhenWithin = 250 * time.Millisecond
+
+// behind records that n was fetched (quick: answered at once) and reports
+// whether the segment before it was fetched at once too. The record is a
+// small file in the spool.
+func (p Prefetch) behind(n segname.Name, segSize uint32, quick bool) bool {
+	dir := p.spoolDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false
+	}
+	state := filepath.Join(dir, "last")
+	prev, _ := os.ReadFile(state)
+	mark := "slow"
+	if quick {
+		mark = "quick"
+	}
+	tmp := state + ".tmp"
+	if os.WriteFile(tmp, []byte(n.String()+" "+mark+"\n"), 0o600) == nil {
+		os.Rename(tmp, state)
+	}
+	segno := n.SegNo(segSize)
+	if !quick || segno == 0 {
+		return false
+	}
+	want := segname.FromSegNo(n.TLI, segno-1, segSize).String() + " quick\n"
+	return string(prev) == want
+}
 
 // spoolDir is the spool of one archive: a different archive URL (apply
 // moved the archive) never serves another's files.
@@ -53,6 +83,7 @@ func (p Prefetch) fromSpool(n segname.Name) ([]byte, bool) {
 		path := filepath.Join(dir, de.Name())
 		m, err := segname.Parse(de.Name())
 		switch {
+		case de.Name() == "last":
 		case err != nil || m.Kind != segname.Segment || m.TLI != n.TLI || !segname.Less(n, m) && m != n:
 			// Not ahead of n on its timeline (or a temp file): never asked
 			// for again in this order. A spool is a cache: dropping is safe.

@@ -107,6 +107,7 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 		prefetch := w.Prefetch.Ahead > 0 && w.Prefetch.Spool != "" && n.Kind == segname.Segment
 		if prefetch {
 			if content, ok := w.Prefetch.fromSpool(n); ok {
+				w.Prefetch.behind(n, uint32(len(content)), true)
 				return writeDest(dest, content)
 			}
 		}
@@ -129,7 +130,7 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 		}
 		// Not while promoting: PostgreSQL reads the last segment again at
 		// the end of recovery, and nothing after it.
-		if prefetch && time.Since(start) < prefetchWhenWithin && firstExisting(watch) == "" {
+		if prefetch && w.Prefetch.behind(n, uint32(len(content)), time.Since(start) < prefetchWhenWithin) && firstExisting(watch) == "" {
 			w.Prefetch.fill(ctx, a, n, uint32(len(content)))
 		}
 		return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -351,14 +352,17 @@ func suiteLinger(t *testing.T, b backend) {
 	restore(seg3, "--linger", "1s", "--wait", "--trigger", trigger).want(t, 2, "--linger")
 }
 
-// suitePrefetch: a restore that finds its segment archived already fetches
-// the next ones into the spool, and later restores take them from there
-// (proved by removing them from the archive first); a damaged spool entry
-// is fetched again; what is behind the request leaves the spool.
+// suitePrefetch: once two consecutive segments came back at once (the
+// standby is behind), restore fetches the next ones into the spool, and
+// later restores take them from there (proved by removing them from the
+// archive first); a damaged spool entry is fetched again; what is behind
+// the request leaves the spool; nothing is fetched ahead while promoting.
 func suitePrefetch(t *testing.T, b backend) {
 	src := t.TempDir()
-	names := []string{seg1, seg2, seg3, "000000010000000000000004", seg5}
-	for i, n := range names {
+	var names []string
+	for i := 1; i <= 7; i++ {
+		n := fmt.Sprintf("00000001000000000000000%d", i)
+		names = append(names, n)
 		b.run(t, "ship", "--archive", b.url, writeFile(t, src, n, fakeSegment(n, sysA, int64(i))), n).want(t, 0)
 	}
 	data := t.TempDir()
@@ -367,62 +371,62 @@ func suitePrefetch(t *testing.T, b backend) {
 	}
 	dest := filepath.Join(data, "pg_wal", "RECOVERYXLOG")
 	spool := filepath.Join(t.TempDir(), "prefetch")
-	restore := func(name string) result {
-		return b.run(t, "restore", "--archive", b.url, "--linger", "30s", "--prefetch", "2", "--spool", spool, name, dest)
+	restore := func(i int) result {
+		t.Helper()
+		r := b.run(t, "restore", "--archive", b.url, "--linger", "30s", "--prefetch", "2", "--spool", spool, names[i-1], dest)
+		if got, err := os.ReadFile(dest); r.code == 0 && (err != nil || !bytes.Equal(got, fakeSegment(names[i-1], sysA, int64(i)))) {
+			t.Fatalf("restored %s differs (err %v)", names[i-1], err)
+		}
+		return r
 	}
-	spooled := func() []string {
-		var out []string
+	spooled := func() map[string]string {
+		out := map[string]string{}
 		filepath.Walk(spool, func(p string, info os.FileInfo, err error) error {
-			if err == nil && info.Mode().IsRegular() {
-				out = append(out, filepath.Base(p))
+			if err == nil && info.Mode().IsRegular() && len(info.Name()) == 24 {
+				out[info.Name()] = p
 			}
 			return nil
 		})
 		return out
 	}
-	restored := func(i int) {
+	want := func(after string, ns ...int) {
 		t.Helper()
-		if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, fakeSegment(names[i], sysA, int64(i))) {
-			t.Fatalf("restored %s differs (err %v)", names[i], err)
+		got := spooled()
+		var w []string
+		for _, i := range ns {
+			w = append(w, names[i-1])
+			delete(got, names[i-1])
+		}
+		if len(got) != 0 || len(spooled()) != len(ns) {
+			t.Fatalf("spool after %s: %v, want %v", after, spooled(), w)
 		}
 	}
-	restore(seg1).want(t, 0)
-	restored(0)
-	if got := strings.Join(spooled(), ","); got != seg2+","+seg3 {
-		t.Fatalf("spool after %s: %s, want %s,%s", seg1, got, seg2, seg3)
-	}
-	// seg2 now comes from the spool: the archive no longer has it.
-	if err := os.Remove(filepath.Join(b.root, "wal", seg2)); err != nil {
+	restore(1).want(t, 0)
+	want("one quick answer")
+	restore(2).want(t, 0)
+	want("two in a row", 3, 4)
+	// 3 comes from the spool: the archive no longer has it.
+	if err := os.Remove(filepath.Join(b.root, "wal", names[2])); err != nil {
 		t.Fatal(err)
 	}
-	restore(seg2).want(t, 0)
-	restored(1)
-	// A damaged spool entry is not handed over: seg3 is fetched again.
-	var s3 string
-	filepath.Walk(spool, func(p string, info os.FileInfo, err error) error {
-		if err == nil && filepath.Base(p) == seg3 {
-			s3 = p
-		}
-		return nil
-	})
-	if err := os.WriteFile(s3, []byte("garbage"), 0o600); err != nil {
+	restore(3).want(t, 0)
+	want("a spool hit", 4)
+	// A damaged spool entry is not handed over: 4 is fetched again, and the
+	// next two ahead.
+	if err := os.WriteFile(spooled()[names[3]], []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	restore(seg3).want(t, 0)
-	restored(2)
-	// seg3 was archived, so the next two were fetched ahead; nothing
-	// behind seg3 is left.
-	if got := strings.Join(spooled(), ","); got != "000000010000000000000004,"+seg5 {
-		t.Fatalf("spool after %s: %s", seg3, got)
-	}
+	restore(4).want(t, 0)
+	want("a damaged entry", 5, 6)
 	// Promoting: PostgreSQL reads its last segment again and nothing after
-	// it, so nothing is fetched ahead (seg3 would be).
+	// it, so nothing is fetched ahead.
+	for _, p := range spooled() {
+		os.Remove(p)
+	}
 	if err := os.WriteFile(filepath.Join(data, "promote"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	restore(seg1).want(t, 0)
-	if got := strings.Join(spooled(), ","); got != "000000010000000000000004,"+seg5 {
-		t.Fatalf("spool after a restore during a promotion: %s", got)
-	}
-	b.run(t, "restore", "--archive", b.url, "--prefetch", "2", seg1, dest).want(t, 2, "--spool")
+	restore(5).want(t, 0)
+	want("a restore during a promotion")
+	b.run(t, "restore", "--archive", b.url, "--prefetch", "2", names[0], dest).want(t, 2, "--spool")
 }
