@@ -214,8 +214,11 @@ func pad(s string, w int) string { return s + strings.Repeat(" ", max(0, w-len([
 // replay inserts a row on pg1, switches WAL and returns the time from the
 // segment being archived (pg_stat_archiver on pg1) to pg2 having replayed
 // past the row (pg2's clock; the containers share the kernel's). Before the
-// switch it waits a random part of the standby's retry interval, so the
-// segment arrives at a random point of the standby's retry cycle.
+// switch it waits a random part of the standby's restore cycle (linger and
+// retry), so the segment arrives at a random point of it.
+// restoreLinger is the rendered restore_command's --linger.
+const restoreLinger = time.Second
+
 func (l *lab) replay(interval time.Duration) (time.Duration, error) {
 	l.next++
 	id := strconv.Itoa(l.next)
@@ -238,7 +241,10 @@ SELECT extract(epoch FROM clock_timestamp())`)
 		f, err := strconv.ParseFloat(lastLine(out), 64)
 		replayed <- got{f, err}
 	}()
-	time.Sleep(500*time.Millisecond + rand.N(interval))
+	// The standby's cycle is a lingering restore (restoreLinger) and then
+	// the retry interval: a write at a random point of the whole cycle, not
+	// only of the retry, or the samples line up with the linger's end.
+	time.Sleep(500*time.Millisecond + rand.N(interval+restoreLinger))
 	// psql -c prints only the last result: one call per statement.
 	l.sql("pg1", "INSERT INTO bench_replay (id) VALUES ("+id+")")
 	seg := lastLine(l.sql("pg1", "SELECT pg_walfile_name(pg_current_wal_lsn())"))
