@@ -222,3 +222,34 @@ runuser -u postgres -- /usr/local/bin/pgwarm-wal ship --archive "$url" "$wal/$se
 	}
 	fmt.Fprintf(os.Stderr, "drill: acknowledged %d, archived-before-kill %d lost 0, after-archive lost %d\n", len(acked), len(archivedAcked), len(lostAfter))
 }
+
+// TestOpsPromoteBehindLab promotes a standby whose replay an operator
+// paused, behind by several archived segments, with the primary killed:
+// the promotion ends the pause, and PostgreSQL replays all it can still
+// get before it ends recovery, so every row committed in a segment
+// archived before the kill must be there. (restore's own rule, that a
+// requested promotion stops the waiting but not the handing over of
+// archived segments, is tested on every backend in cmd/pgwarm-wal's
+// suite: here PostgreSQL consumes the promote file in its pause loop
+// before it restores again.)
+func TestOpsPromoteBehindLab(t *testing.T) {
+	p := newOpsPair(t)
+	p.sql(t, "pg1", "CREATE TABLE behind (id int PRIMARY KEY)")
+	waitFor(t, time.Minute, "pg2 replays the table", func() bool {
+		return p.sql(t, "pg2", "SELECT to_regclass('behind') IS NOT NULL") == "t"
+	})
+	p.sql(t, "pg2", "SELECT pg_wal_replay_pause()")
+	var seg string
+	for i := 1; i <= 4; i++ {
+		p.sql(t, "pg1", "INSERT INTO behind VALUES ("+itoa(i)+")")
+		seg = p.sql(t, "pg1", "SELECT pg_walfile_name(pg_switch_wal())")
+	}
+	p.waitArchived(t, "pg1", seg)
+	p.lab.Docker(t, "kill", p.lab.Containers["pg1"])
+	if out, code := p.pgwarm(t, "promote", "pg2"); code != 0 || !strings.Contains(out, "pg2: promoted") {
+		t.Fatalf("promote pg2 (paused, behind): exit %d", code)
+	}
+	if got := p.sql(t, "pg2", "SELECT count(*) FROM behind"); got != "4" {
+		t.Fatalf("pg2 after its promotion has %s of the 4 rows committed in segments archived before the kill (up to %s)", got, seg)
+	}
+}
