@@ -162,6 +162,18 @@ func (inv *Inventory) Paths() Paths {
 // directory because it is the archive host itself (the seed's layout).
 func (inv *Inventory) ArchiveIsLocal(h Host) bool { return h.Name == inv.Archive.Host }
 
+// ArchiveClients are the PostgreSQL hosts that reach the archive through
+// its transport (every one but the archive host itself), in inventory order.
+func (inv *Inventory) ArchiveClients() []Host {
+	var out []Host
+	for _, h := range inv.PostgresHosts() {
+		if !inv.ArchiveIsLocal(h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // ArchiveURL is the --archive argument of pgwarm-wal on host h:
 //   - on the archive host itself: the archive path;
 //   - nfs: the local mount point;

@@ -322,10 +322,7 @@ const promotingRights = templates.ArchiveRightsPrimary + ",get"
 func PromotionRights(inv *inventory.Inventory, newPrimary, rights string) (string, error) {
 	var grants []templates.ArchiveGrant
 	found := false
-	for _, c := range inv.PostgresHosts() {
-		if inv.ArchiveIsLocal(c) {
-			continue
-		}
+	for _, c := range inv.ArchiveClients() {
 		g := templates.ArchiveGrant{Host: c.Name, Rights: templates.ArchiveRightsStandby}
 		if c.Name == newPrimary {
 			g.Rights, found = rights, true

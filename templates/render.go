@@ -581,12 +581,7 @@ func (r *renderer) archiveHost(h inventory.Host) {
 		Reason: "the WAL archive; readable only by its owner, it holds every write"})
 	r.add(h.Name, File{Path: inventory.DefaultHelperPath, Mode: 0o755, Owner: "root:root", Kind: KindHelper, Source: SourceHelper,
 		Reason: "pgwarm-wal: serve and verify on the archive host"})
-	var clients []inventory.Host
-	for _, c := range inv.PostgresHosts() {
-		if !inv.ArchiveIsLocal(c) {
-			clients = append(clients, c)
-		}
-	}
+	clients := inv.ArchiveClients()
 	switch a.Transport {
 	case inventory.TransportSSH:
 		type entry struct{ Command, Placeholder string }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/pgwarm/pgwarm/wal/archive"
 	"github.com/pgwarm/pgwarm/wal/segname"
-	"github.com/pgwarm/pgwarm/wal/walfile"
 )
 
 // Prefetch lets restore fetch ahead while a standby catches up. PostgreSQL
@@ -137,20 +136,4 @@ func (p Prefetch) fill(ctx context.Context, a archive.Archive, n segname.Name, s
 		}()
 	}
 	wg.Wait()
-}
-
-// decodeChecked decodes an archived file and checks it is n: what Fetch
-// does after the transfer.
-func decodeChecked(n segname.Name, file []byte) ([]byte, error) {
-	content, h, err := walfile.Decode(file)
-	if err != nil {
-		return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err,
-			Msg: "refusing to hand a damaged file to PostgreSQL: " + err.Error() + " (restore it from another copy, or take a new base backup)"}
-	}
-	if n.HasWALContent() {
-		if err := archive.CheckWALContent(n, content, h); err != nil {
-			return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err, Msg: "refusing to hand it to PostgreSQL: " + err.Error()}
-		}
-	}
-	return content, nil
 }

@@ -75,6 +75,22 @@ func Fetch(ctx context.Context, a archive.Archive, n segname.Name, wait time.Dur
 	return decodeChecked(n, file)
 }
 
+// decodeChecked decodes an archived file and checks it is n: what Fetch
+// does after the transfer.
+func decodeChecked(n segname.Name, file []byte) ([]byte, error) {
+	content, h, err := walfile.Decode(file)
+	if err != nil {
+		return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err,
+			Msg: "refusing to hand a damaged file to PostgreSQL: " + err.Error() + " (restore it from another copy, or take a new base backup)"}
+	}
+	if n.HasWALContent() {
+		if err := archive.CheckWALContent(n, content, h); err != nil {
+			return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err, Msg: "refusing to hand it to PostgreSQL: " + err.Error()}
+		}
+	}
+	return content, nil
+}
+
 // WaitOptions turn restore into a pg_standby-like waiter, or let it linger.
 type WaitOptions struct {
 	Wait    bool

@@ -24,14 +24,14 @@ func restoreCommand() *cli.Command {
 			if err := needArgs(c, "NAME", "DEST"); err != nil {
 				return fail("restore", name, err)
 			}
+			if (c.Int("prefetch") > 0) != (c.String("spool") != "") || c.Int("prefetch") < 0 {
+				return fail("restore", name, badInput(fmt.Errorf("--prefetch N (N > 0) and --spool DIR go together")))
+			}
 			a, err := openArchive(c)
 			if err != nil {
 				return fail("restore", name, err)
 			}
 			defer a.Close()
-			if (c.Int("prefetch") > 0) != (c.String("spool") != "") || c.Int("prefetch") < 0 {
-				return fail("restore", name, badInput(fmt.Errorf("--prefetch N (N > 0) and --spool DIR go together")))
-			}
 			return fail("restore", name, wal.Restore(c.Context, a, name, c.Args().Get(1),
 				wal.WaitOptions{Wait: c.Bool("wait"), Trigger: c.String("trigger"), Linger: c.Duration("linger"),
 					Prefetch: wal.Prefetch{Ahead: c.Int("prefetch"), Spool: c.String("spool"), Archive: c.String("archive")}}))

@@ -107,11 +107,7 @@ func (cfg Config) rights() (Rights, string, error) {
 	if err != nil {
 		return nil, "", archive.Errorf(archive.KindDenied, "rights file %s on the archive host: %v; nothing is allowed until it is fixed (pgwarm apply rewrites it)", cfg.RightsFile, err)
 	}
-	r, ok := all[cfg.As]
-	if !ok {
-		return Rights{}, cfg.RightsFile, nil
-	}
-	return r, cfg.RightsFile, nil
+	return all[cfg.As], cfg.RightsFile, nil // no line: nothing allowed
 }
 
 // Serve handles exactly one request. Failures are reported to the client
