@@ -125,14 +125,17 @@ func TestLabApplyInterrupted(t *testing.T) {
 // primary, and seeds again.
 func TestLabApplyInterruptedStreamTar(t *testing.T) {
 	e := newEnv(t, scenario{mode: "hot", transport: "ssh", seed: "stream-tar"})
-	// Enough data that the copy takes a while.
-	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], fmt.Sprintf("/usr/lib/postgresql/%d/bin/pgbench", e.lab.PGVersion), "-i", "-q", "-s", "20", "postgres")
+	// Enough data that the copy takes a while: on an idle machine scale 20
+	// (~300 MB) was relayed within the 2 s below, the killed run had already
+	// ended its backup session, and the check after the kill failed.
+	e.docker("exec", "-u", "postgres", e.lab.Containers["pg1"], fmt.Sprintf("/usr/lib/postgresql/%d/bin/pgbench", e.lab.PGVersion), "-i", "-q", "-s", "60", "postgres")
+	const rows = "6000000" // pgbench scale 60
 
 	first := e.startApply(func(l string) bool {
 		return strings.HasPrefix(l, "pg2: seeding /") && strings.Contains(l, "relayed through pgwarm")
 	})
 	first.waitReached(t, 5*time.Minute, "the copy")
-	time.Sleep(2 * time.Second) // in the middle of the copy
+	time.Sleep(time.Second) // in the middle of the copy
 	firstOut := first.kill(t)
 	if strings.Contains(firstOut, "pg1: backup stopped at") {
 		t.Fatalf("the copy finished before the kill; the test proves nothing:\n%s", firstOut)
@@ -155,8 +158,8 @@ func TestLabApplyInterruptedStreamTar(t *testing.T) {
 		t.Errorf("pg1: %s backup session(s) still waiting after the re-run", strings.TrimSpace(got))
 	}
 	e.replicates("after-kill-stream-tar")
-	if got := e.mustSQL("pg2", "SELECT count(*) FROM pgbench_accounts"); got != "2000000" {
-		t.Errorf("pg2: pgbench_accounts has %s rows, want 2000000", got)
+	if got := e.mustSQL("pg2", "SELECT count(*) FROM pgbench_accounts"); got != rows {
+		t.Errorf("pg2: pgbench_accounts has %s rows, want %s", got, rows)
 	}
 	e.planClean()
 }
