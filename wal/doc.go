@@ -14,9 +14,11 @@
 //     .tmp- file, never an incomplete file under the final name.
 //   - the archive root records the cluster's system identifier (from the WAL
 //     long page header) on first use; WAL of another cluster is refused.
-//   - every archived file carries the sha256 of its content; restore checks
-//     it (and that the first WAL page belongs at that name) before writing
-//     DEST atomically.
+//   - every archived file carries a sha256 of its stored bytes (files of
+//     older versions: of their content), and zstd frames carry zstd's
+//     checksum of what was compressed; restore checks both (and that the
+//     first WAL page belongs at that name) before writing DEST atomically.
+//     The archive refuses a file whose bytes do not match its sha256.
 //
 // # Exit codes
 //

@@ -34,7 +34,7 @@ func listCommand() *cli.Command {
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tKIND\tTLI\tBYTES\tSTORED\tCOMPRESSION\tSHA256")
 			for _, e := range ls.Entries {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", e.Name, e.Kind, e.TLI, e.Bytes, e.StoredBytes, e.Compression, e.SHA256[:16])
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", e.Name, e.Kind, e.TLI, e.Bytes, e.StoredBytes, e.Compression, e.SHA256[:16]+" ("+e.SHA256Of+")")
 			}
 			for _, f := range ls.Foreign {
 				fmt.Fprintf(tw, "%s\tforeign\t-\t-\t-\t-\t-\n", f)

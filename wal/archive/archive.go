@@ -57,6 +57,7 @@ type Entry struct {
 	Bytes       uint64         `json:"bytes"`
 	Compression string         `json:"compression"`
 	SHA256      string         `json:"sha256"`
+	SHA256Of    string         `json:"sha256_of"` // "stored" (the file's body) or "content" (older files)
 	Header      walfile.Header `json:"-"`
 	Parsed      segname.Name   `json:"-"`
 }

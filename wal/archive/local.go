@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -133,6 +134,11 @@ func (l *Local) Put(ctx context.Context, name segname.Name, file []byte) error {
 	if err != nil {
 		return err
 	}
+	// A body that no longer matches its checksum (damaged on the way here)
+	// is refused before it can take the name: cheap, it is the stored size.
+	if _, err := walfile.CheckBody(file); err != nil {
+		return Errorf(KindCorrupt, "the file sent for %s is damaged (%v); archive left untouched", name, err)
+	}
 	if name.HasWALContent() {
 		if err := l.checkCluster(h); err != nil {
 			return err
@@ -166,17 +172,28 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 	if err != nil {
 		return true, classify(err, "reading the already archived "+name.String())
 	}
-	_, oh, derr := walfile.Decode(old)
+	oldContent, oh, derr := walfile.Decode(old)
+	sameSum := oh.SumKind == h.SumKind && oh.SHA256 == h.SHA256
 	switch {
-	case derr == nil && oh.SHA256 == h.SHA256:
+	case derr == nil && sameSum:
 		return true, nil
 	case derr == nil:
+		// Different checksums can still be the same content: another
+		// compression, or a file written by another pgwarm-wal version.
+		newContent, _, err := walfile.Decode(file)
+		if err != nil {
+			return true, Errorf(KindCorrupt, "the file sent for %s is damaged (%v); archive left untouched", name, err)
+		}
+		if bytes.Equal(oldContent, newContent) {
+			return true, nil
+		}
 		what := "different content is already archived under this name"
 		if name.Kind == segname.History {
 			what = "a different timeline history file is already archived under this name (history files are never replaced; two clusters or two promotions produced the same timeline)"
 		}
-		return true, Errorf(KindConflict, "%s: archived sha256 %s, new sha256 %s; archive left untouched", what, oh.Sum(), h.Sum())
-	case oh.SHA256 == h.SHA256 && oh.Size == h.Size:
+		oldSum, newSum := sha256.Sum256(oldContent), sha256.Sum256(newContent)
+		return true, Errorf(KindConflict, "%s: archived sha256 %x, new sha256 %x (of the uncompressed content); archive left untouched", what, oldSum, newSum)
+	case sameSum && oh.Size == h.Size:
 		// The stored copy claims our exact content but is damaged: replacing
 		// it with the intact bytes changes no WAL, it repairs the archive.
 		return true, classify(writeDurable(l.walDir(), name.String(), file, true), "repairing "+name.String())
@@ -295,7 +312,7 @@ func readEntry(path string, n segname.Name) (Entry, error) {
 		return Entry{}, err
 	}
 	return Entry{Name: n.String(), Kind: n.Kind.String(), TLI: n.TLI, StoredBytes: st.Size(),
-		Bytes: h.Size, Compression: h.Compression.String(), SHA256: h.Sum(), Header: h, Parsed: n}, nil
+		Bytes: h.Size, Compression: h.Compression.String(), SHA256: h.Sum(), SHA256Of: h.SumKind.String(), Header: h, Parsed: n}, nil
 }
 
 // Cleanup implements Archive.

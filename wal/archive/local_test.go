@@ -1,0 +1,109 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgwarm/pgwarm/wal/segname"
+	"github.com/pgwarm/pgwarm/wal/walfile"
+)
+
+// contentSummed is a file written by pgwarm-wal before SumBody (4d88004):
+// the sha256 in its header is of the content. It is a copy of
+// wal/walfile/testdata/v2-zstd.walfile (segment 5 of cluster
+// 7000000000000000001, 16 MiB, three zstd frames).
+const contentSummed = "testdata/content-summed-000000010000000000000005.walfile"
+
+func newArchive(t *testing.T) (*Local, segname.Name) {
+	t.Helper()
+	n, err := segname.Parse("000000010000000000000005")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewLocal(t.TempDir(), Options{}), n
+}
+
+// readContentSummed returns the old-format file and its content.
+func readContentSummed(t *testing.T) (file, content []byte) {
+	t.Helper()
+	file, err := os.ReadFile(contentSummed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, _, err = walfile.Decode(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, content
+}
+
+func encode(t *testing.T, content []byte, c walfile.Compression) []byte {
+	t.Helper()
+	info, err := walfile.ParseLongHeader(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _, err := walfile.Encode(content, c, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// An archive filled by an older pgwarm-wal (content sums) and a retry
+// by this one (body sums) must agree on "same content", and a conflict
+// must name the content checksums an operator can compare with sha256sum.
+func TestPutComparesContentAcrossSumKinds(t *testing.T) {
+	old, content := readContentSummed(t)
+	ctx := context.Background()
+	for _, c := range []walfile.Compression{walfile.Zstd, walfile.Gzip, walfile.None} {
+		l, n := newArchive(t)
+		if err := l.Put(ctx, n, old); err != nil {
+			t.Fatalf("storing the old file: %v", err)
+		}
+		if err := l.Put(ctx, n, encode(t, content, c)); err != nil {
+			t.Fatalf("%v: same content, other sum kind: %v", c, err)
+		}
+		other := bytes.Clone(content)
+		other[5000] ^= 1
+		err := l.Put(ctx, n, encode(t, other, c))
+		want := []string{fmt.Sprintf("%x", sha256.Sum256(content)), fmt.Sprintf("%x", sha256.Sum256(other)), "different content"}
+		if KindOf(err) != KindConflict || !containsAll(err.Error(), want) {
+			t.Fatalf("%v: different content: kind %v, %v", c, KindOf(err), err)
+		}
+		if now, _ := os.ReadFile(l.path(n)); !bytes.Equal(now, old) {
+			t.Fatalf("%v: the archived file changed", c)
+		}
+	}
+}
+
+// A file whose body no longer matches its checksum (damaged between
+// ship and archive) is refused before it takes the name.
+func TestPutRefusesDamagedBody(t *testing.T) {
+	_, content := readContentSummed(t)
+	l, n := newArchive(t)
+	file := encode(t, content, walfile.Zstd)
+	file[len(file)-100] ^= 0x40
+	err := l.Put(context.Background(), n, file)
+	if KindOf(err) != KindCorrupt || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("damaged body: kind %v, %v", KindOf(err), err)
+	}
+	if _, err := os.Stat(filepath.Join(l.Root, WALDir, n.String())); err == nil {
+		t.Fatal("a damaged file was stored")
+	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
