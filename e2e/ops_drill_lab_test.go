@@ -235,6 +235,9 @@ runuser -u postgres -- /usr/local/bin/pgwarm-wal ship --archive "$url" "$wal/$se
 func TestOpsPromoteBehindLab(t *testing.T) {
 	p := newOpsPair(t)
 	p.sql(t, "pg1", "CREATE TABLE behind (id int PRIMARY KEY)")
+	// Closed now, not by archive_timeout (60 s in the lab, as long as the
+	// wait below: CI at 9facfb7 timed out here once).
+	p.waitArchived(t, "pg1", p.sql(t, "pg1", "SELECT pg_walfile_name(pg_switch_wal())"))
 	waitFor(t, time.Minute, "pg2 replays the table", func() bool {
 		return p.sql(t, "pg2", "SELECT to_regclass('behind') IS NOT NULL") == "t"
 	})
