@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/pgwarm/pgwarm/wal/walfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,22 @@ func suiteCorruption(t *testing.T, b backend) {
 	if !strings.Contains(v.stdout, seg1) {
 		t.Fatalf("verify does not name the file:\n%s", v.stdout)
 	}
+	// A header claiming 1 GiB for a segment (its checksums made to agree,
+	// as a hostile writer would) is refused before restore allocates it.
+	p4 := writeFile(t, src, seg2, fakeSegment(seg2, sysA, 2))
+	b.run(t, "ship", "--archive", b.url, p4, seg2).want(t, 0)
+	stored2 := filepath.Join(b.root, "wal", seg2)
+	raw2, _ := os.ReadFile(stored2)
+	h2, err := walfile.UnmarshalHeader(raw2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2.Size = walfile.MaxContentSize
+	copy(raw2, h2.Marshal())
+	if err := os.WriteFile(stored2, raw2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, "restore", "--archive", b.url, seg2, dest).want(t, 4, "refusing", "would be 1073741824 bytes")
 	// A segment stored under the wrong name is caught by its page address.
 	p3 := writeFile(t, src, "copy", fakeSegment(seg3, sysA, 3))
 	b.run(t, "ship", "--archive", b.url, p3, seg2).want(t, 2, "does not contain")

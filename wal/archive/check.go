@@ -19,7 +19,7 @@ type VerifiedFile struct {
 // checksum, and for WAL that the content matches its name and header (a
 // file renamed by hand, or a header lying about the cluster, is caught).
 func CheckFile(n segname.Name, file []byte) VerifiedFile {
-	content, h, err := walfile.Decode(file)
+	content, h, err := DecodeFor(n, file)
 	if err != nil {
 		return VerifiedFile{Name: n, Header: h, Err: err}
 	}
@@ -29,6 +29,38 @@ func CheckFile(n segname.Name, file []byte) VerifiedFile {
 		}
 	}
 	return VerifiedFile{Name: n, Header: h}
+}
+
+// maxTextFile bounds the content of a history or backup history file: a
+// line per timeline switch, or one backup label.
+const maxTextFile = 16 << 20
+
+// CheckSize refuses a header whose content size cannot be the file its
+// name says, before anything allocates that size: a segment (or
+// .partial) is exactly one wal_segment_size, history and backup files are
+// text. Checked on every push and before every restore decodes.
+func CheckSize(n segname.Name, h walfile.Header) error {
+	switch {
+	case n.HasWALContent() && h.Size != uint64(h.SegSize):
+		return fmt.Errorf("%w: %s would be %d bytes but its header says the cluster's segments are %d bytes", walfile.ErrCorrupt, n, h.Size, h.SegSize)
+	case !n.HasWALContent() && h.Size > maxTextFile:
+		return fmt.Errorf("%w: %s would be %d bytes, more than a %s file can be (%d)", walfile.ErrCorrupt, n, h.Size, n.Kind, maxTextFile)
+	}
+	return nil
+}
+
+// DecodeFor decodes an archived file that is to be n: its header's size
+// is checked against n (CheckSize) before anything is allocated, then
+// walfile.Decode checks the rest. Every reader of archived files uses it.
+func DecodeFor(n segname.Name, file []byte) ([]byte, walfile.Header, error) {
+	h, err := walfile.UnmarshalHeader(file)
+	if err != nil {
+		return nil, h, err
+	}
+	if err := CheckSize(n, h); err != nil {
+		return nil, h, err
+	}
+	return walfile.Decode(file)
 }
 
 // CheckWALContent checks that content's first page belongs at name and

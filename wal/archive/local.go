@@ -139,6 +139,9 @@ func (l *Local) Put(ctx context.Context, name segname.Name, file []byte) error {
 	if _, err := walfile.CheckBody(file); err != nil {
 		return Errorf(KindCorrupt, "the file sent for %s is damaged (%v); archive left untouched", name, err)
 	}
+	if err := CheckSize(name, h); err != nil {
+		return Errorf(KindCorrupt, "refusing the file sent for %s: %v; archive left untouched", name, err)
+	}
 	if name.HasWALContent() {
 		if err := l.checkCluster(h); err != nil {
 			return err
@@ -172,7 +175,7 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 	if err != nil {
 		return true, classify(err, "reading the already archived "+name.String())
 	}
-	oldContent, oh, derr := walfile.Decode(old)
+	oldContent, oh, derr := DecodeFor(name, old)
 	sameSum := oh.SumKind == h.SumKind && oh.SHA256 == h.SHA256
 	switch {
 	case derr == nil && sameSum:
@@ -180,7 +183,7 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 	case derr == nil:
 		// Different checksums can still be the same content: another
 		// compression, or a file written by another pgwarm-wal version.
-		newContent, _, err := walfile.Decode(file)
+		newContent, _, err := DecodeFor(name, file)
 		if err != nil {
 			return true, Errorf(KindCorrupt, "the file sent for %s is damaged (%v); archive left untouched", name, err)
 		}

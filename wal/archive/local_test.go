@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -106,4 +107,50 @@ func containsAll(s string, subs []string) bool {
 		}
 	}
 	return true
+}
+
+// A header claiming a size its name cannot have (a segment longer than the
+// cluster's segments, a history file of 32 MiB) is refused before anything
+// allocates that size: on push, and by every reader (DecodeFor).
+func TestImplausibleSizesRefused(t *testing.T) {
+	_, content := readContentSummed(t)
+	file := encode(t, content, walfile.Zstd)
+	h, err := walfile.UnmarshalHeader(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lie := func(size uint64) []byte {
+		b := bytes.Clone(file)
+		hh := h
+		hh.Size = size
+		copy(b, hh.Marshal())
+		return b
+	}
+	hist, err := segname.Parse("00000002.history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, n := newArchive(t)
+	for _, c := range []struct {
+		name segname.Name
+		file []byte
+	}{
+		{n, lie(walfile.MaxContentSize)},
+		{n, lie(uint64(h.SegSize) * 2)},
+		{hist, lie(32 << 20)},
+	} {
+		err := l.Put(context.Background(), c.name, c.file)
+		if KindOf(err) != KindCorrupt || !strings.Contains(err.Error(), "would be") {
+			t.Fatalf("%s: push of an implausible size: kind %v, %v", c.name, KindOf(err), err)
+		}
+		if _, err := os.Stat(l.path(c.name)); err == nil {
+			t.Fatalf("%s: stored", c.name)
+		}
+		if _, _, err := DecodeFor(c.name, c.file); !errors.Is(err, walfile.ErrCorrupt) || !strings.Contains(err.Error(), "would be") {
+			t.Fatalf("%s: DecodeFor: %v", c.name, err)
+		}
+	}
+	if _, err := walfile.UnmarshalHeader(lie(walfile.MaxContentSize + 1)); !errors.Is(err, walfile.ErrCorrupt) {
+		t.Fatalf("a size over 1 GiB passed the header check: %v", err)
+	}
 }

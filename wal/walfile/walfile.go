@@ -68,6 +68,9 @@ import (
 const (
 	HeaderSize = 80
 	magic      = "PGWARMW1"
+	// MaxContentSize is PostgreSQL's largest wal_segment_size; history and
+	// backup label files are far smaller.
+	MaxContentSize = 1 << 30
 )
 
 // Compression is the codec of the stored body.
@@ -197,6 +200,15 @@ func UnmarshalHeader(b []byte) (Header, error) {
 	copy(h.SHA256[:], b[32:64])
 	if h.Stored > h.Size {
 		return Header{}, fmt.Errorf("%w: stored length %d exceeds content size %d", ErrCorrupt, h.Stored, h.Size)
+	}
+	// Decode allocates Size bytes: a header claiming more than any WAL file
+	// can hold (a hostile push, a damaged disk) is refused instead of
+	// exhausting the standby's memory.
+	if h.SegSize != 0 && (h.SegSize < 1<<20 || h.SegSize > MaxContentSize || h.SegSize&(h.SegSize-1) != 0) {
+		return Header{}, fmt.Errorf("%w: %d is not a WAL segment size (a power of two from 1 MiB to 1 GiB)", ErrCorrupt, h.SegSize)
+	}
+	if h.Size > MaxContentSize {
+		return Header{}, fmt.Errorf("%w: content size %d is more than the largest WAL segment (%d)", ErrCorrupt, h.Size, MaxContentSize)
 	}
 	if h.SumKind > SumBody {
 		return Header{}, fmt.Errorf("%w: unknown checksum kind %d (written by a newer pgwarm-wal?)", ErrCorrupt, b[11])
