@@ -78,7 +78,9 @@ func Fetch(ctx context.Context, a archive.Archive, n segname.Name, wait time.Dur
 // decodeChecked decodes an archived file and checks it is n: what Fetch
 // does after the transfer.
 func decodeChecked(n segname.Name, file []byte) ([]byte, error) {
-	content, h, err := archive.DecodeFor(n, file)
+	// The archive's segment size is checked where it is known: by Get on
+	// the archive's side (Local, or serve on the archive host).
+	content, h, err := archive.DecodeFor(n, file, 0)
 	if err != nil {
 		return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err,
 			Msg: "refusing to hand a damaged file to PostgreSQL: " + err.Error() + " (restore it from another copy, or take a new base backup)"}

@@ -102,7 +102,7 @@ func TestKillDuringShip(t *testing.T) {
 		_ = cmd.Wait()
 		final := filepath.Join(root, "wal", name)
 		if b, err := os.ReadFile(final); err == nil {
-			if v := archive.CheckFile(n, b); v.Err != nil {
+			if v := archive.CheckFile(n, b, 0); v.Err != nil {
 				t.Fatalf("round %d: invalid file under the final name after kill -9: %v", i, v.Err)
 			}
 			t.Logf("round %d: killed after completion", i)

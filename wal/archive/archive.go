@@ -48,6 +48,15 @@ func (m Meta) SysIDValue() uint64 {
 	return v
 }
 
+// SegSizeOrZero is the archive's wal_segment_size, or 0 for an archive not
+// bound to a cluster yet (m nil).
+func (m *Meta) SegSizeOrZero() uint32 {
+	if m == nil {
+		return 0
+	}
+	return m.SegSize
+}
+
 // Entry is one archived file.
 type Entry struct {
 	Name        string         `json:"name"`

@@ -18,8 +18,9 @@ type VerifiedFile struct {
 // CheckFile fully checks one archived file: header, decompression,
 // checksum, and for WAL that the content matches its name and header (a
 // file renamed by hand, or a header lying about the cluster, is caught).
-func CheckFile(n segname.Name, file []byte) VerifiedFile {
-	content, h, err := DecodeFor(n, file)
+// segSize is the archive's wal_segment_size, or 0 when unknown.
+func CheckFile(n segname.Name, file []byte, segSize uint32) VerifiedFile {
+	content, h, err := DecodeFor(n, file, segSize)
 	if err != nil {
 		return VerifiedFile{Name: n, Header: h, Err: err}
 	}
@@ -38,9 +39,14 @@ const maxTextFile = 16 << 20
 // CheckSize refuses a header whose content size cannot be the file its
 // name says, before anything allocates that size: a segment (or
 // .partial) is exactly one wal_segment_size, history and backup files are
-// text. Checked on every push and before every restore decodes.
-func CheckSize(n segname.Name, h walfile.Header) error {
+// text. segSize, when not zero, is the archive's wal_segment_size (its
+// pgwarm-archive.json): the header's own claim is not enough, since a
+// segment of 1 GiB that says so is self-consistent. Checked on every push
+// and before every reader decodes.
+func CheckSize(n segname.Name, h walfile.Header, segSize uint32) error {
 	switch {
+	case n.HasWALContent() && segSize != 0 && h.SegSize != segSize:
+		return fmt.Errorf("%w: %s says the cluster's segments are %d bytes, the archive's are %d", walfile.ErrCorrupt, n, h.SegSize, segSize)
 	case n.HasWALContent() && h.Size != uint64(h.SegSize):
 		return fmt.Errorf("%w: %s would be %d bytes but its header says the cluster's segments are %d bytes", walfile.ErrCorrupt, n, h.Size, h.SegSize)
 	case !n.HasWALContent() && h.Size > maxTextFile:
@@ -50,14 +56,15 @@ func CheckSize(n segname.Name, h walfile.Header) error {
 }
 
 // DecodeFor decodes an archived file that is to be n: its header's size
-// is checked against n (CheckSize) before anything is allocated, then
-// walfile.Decode checks the rest. Every reader of archived files uses it.
-func DecodeFor(n segname.Name, file []byte) ([]byte, walfile.Header, error) {
+// is checked against n and segSize (CheckSize) before anything is
+// allocated, then walfile.Decode checks the rest. Every reader of archived
+// files uses it.
+func DecodeFor(n segname.Name, file []byte, segSize uint32) ([]byte, walfile.Header, error) {
 	h, err := walfile.UnmarshalHeader(file)
 	if err != nil {
 		return nil, h, err
 	}
-	if err := CheckSize(n, h); err != nil {
+	if err := CheckSize(n, h, segSize); err != nil {
 		return nil, h, err
 	}
 	return walfile.Decode(file)

@@ -139,7 +139,9 @@ func (l *Local) Put(ctx context.Context, name segname.Name, file []byte) error {
 	if _, err := walfile.CheckBody(file); err != nil {
 		return Errorf(KindCorrupt, "the file sent for %s is damaged (%v); archive left untouched", name, err)
 	}
-	if err := CheckSize(name, h); err != nil {
+	// The segment size itself is compared with the archive's by
+	// checkCluster below.
+	if err := CheckSize(name, h, 0); err != nil {
 		return Errorf(KindCorrupt, "refusing the file sent for %s: %v; archive left untouched", name, err)
 	}
 	if name.HasWALContent() {
@@ -175,15 +177,19 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 	if err != nil {
 		return true, classify(err, "reading the already archived "+name.String())
 	}
-	oldContent, oh, derr := DecodeFor(name, old)
-	sameSum := oh.SumKind == h.SumKind && oh.SHA256 == h.SHA256
+	oldContent, oh, derr := DecodeFor(name, old, h.SegSize)
+	// The same header means the same content: with SumBody every field
+	// that turns the body into content is in it (size, codec, filter) and
+	// the body's sha256; with SumContent the sha256 is of the content.
+	sameHeader := oh == h || (oh.SumKind == walfile.SumContent && h.SumKind == walfile.SumContent &&
+		oh.SHA256 == h.SHA256 && oh.Size == h.Size)
 	switch {
-	case derr == nil && sameSum:
+	case derr == nil && sameHeader:
 		return true, nil
 	case derr == nil:
 		// Different checksums can still be the same content: another
 		// compression, or a file written by another pgwarm-wal version.
-		newContent, _, err := DecodeFor(name, file)
+		newContent, _, err := DecodeFor(name, file, h.SegSize)
 		if err != nil {
 			return true, Errorf(KindCorrupt, "the file sent for %s is damaged (%v); archive left untouched", name, err)
 		}
@@ -196,7 +202,7 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 		}
 		oldSum, newSum := sha256.Sum256(oldContent), sha256.Sum256(newContent)
 		return true, Errorf(KindConflict, "%s: archived sha256 %x, new sha256 %x (of the uncompressed content); archive left untouched", what, oldSum, newSum)
-	case sameSum && oh.Size == h.Size:
+	case sameHeader || l.claimsContentOf(name, oh, h, file):
 		// The stored copy claims our exact content but is damaged: replacing
 		// it with the intact bytes changes no WAL, it repairs the archive.
 		return true, classify(writeDurable(l.walDir(), name.String(), file, true), "repairing "+name.String())
@@ -217,6 +223,9 @@ func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) 
 		}
 		b, err := os.ReadFile(l.path(name))
 		if err == nil {
+			if err := l.checkServed(name, b); err != nil {
+				return nil, err
+			}
 			return b, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -231,6 +240,36 @@ func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) 
 		case <-time.After(min(pollEvery, time.Until(deadline))):
 		}
 	}
+}
+
+// claimsContentOf reports whether a damaged archived file of an older
+// version (its intact header carries the sha256 of its content) was meant
+// to hold exactly the content of file, a new one with header h.
+func (l *Local) claimsContentOf(name segname.Name, oh, h walfile.Header, file []byte) bool {
+	if oh.SumKind != walfile.SumContent || h.SumKind != walfile.SumBody || oh.Size != h.Size || oh.Size == 0 {
+		return false
+	}
+	content, _, err := DecodeFor(name, file, h.SegSize)
+	return err == nil && sha256.Sum256(content) == oh.SHA256
+}
+
+// checkServed refuses to hand out a WAL file whose header disagrees with
+// the archive's segment size, before any reader allocates what it claims.
+// Everything else (a damaged header, the checksums) is the reader's to
+// find: it decodes what it gets.
+func (l *Local) checkServed(name segname.Name, file []byte) error {
+	h, err := walfile.UnmarshalHeader(file)
+	if err != nil || !name.HasWALContent() {
+		return nil
+	}
+	m, err := l.ReadMeta()
+	if err != nil {
+		return err
+	}
+	if err := CheckSize(name, h, m.SegSizeOrZero()); err != nil {
+		return Errorf(KindCorrupt, "refusing to hand out %s: %v", l.path(name), err)
+	}
+	return nil
 }
 
 // worthWaiting applies pg_standby's rule here, beside the files, so every
@@ -366,7 +405,7 @@ func (l *Local) Verify(ctx context.Context) (Report, error) {
 		if err != nil {
 			return Report{}, classify(err, "reading "+e.Name)
 		}
-		files = append(files, CheckFile(e.Parsed, b))
+		files = append(files, CheckFile(e.Parsed, b, ls.Meta.SegSizeOrZero()))
 	}
 	return BuildReport(ls, files), nil
 }

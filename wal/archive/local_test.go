@@ -146,11 +146,109 @@ func TestImplausibleSizesRefused(t *testing.T) {
 		if _, err := os.Stat(l.path(c.name)); err == nil {
 			t.Fatalf("%s: stored", c.name)
 		}
-		if _, _, err := DecodeFor(c.name, c.file); !errors.Is(err, walfile.ErrCorrupt) || !strings.Contains(err.Error(), "would be") {
+		if _, _, err := DecodeFor(c.name, c.file, 0); !errors.Is(err, walfile.ErrCorrupt) || !strings.Contains(err.Error(), "would be") {
 			t.Fatalf("%s: DecodeFor: %v", c.name, err)
 		}
 	}
 	if _, err := walfile.UnmarshalHeader(lie(walfile.MaxContentSize + 1)); !errors.Is(err, walfile.ErrCorrupt) {
 		t.Fatalf("a size over 1 GiB passed the header check: %v", err)
+	}
+}
+
+// The same body under a header with another size is not the same file:
+// a history file and the same bytes followed by zeros (which are never
+// stored) are different content.
+func TestSameBodyOtherSizeIsAConflict(t *testing.T) {
+	l, _ := newArchive(t)
+	n, err := segname.Parse("00000002.history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := []byte("1\t0/3000000\tno recovery target specified\n")
+	enc := func(b []byte) []byte {
+		f, _, err := walfile.Encode(b, walfile.Zstd, walfile.PageInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	ctx := context.Background()
+	if err := l.Put(ctx, n, enc(text)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Put(ctx, n, enc(text)); err != nil {
+		t.Fatalf("identical retry: %v", err)
+	}
+	if err := l.Put(ctx, n, enc(append(bytes.Clone(text), 0, 0, 0))); KindOf(err) != KindConflict {
+		t.Fatalf("same text plus zeros: kind %v, %v", KindOf(err), err)
+	}
+}
+
+// A damaged copy written by an older version is repaired by a retry of
+// the same content from this one (its header still names that content),
+// and never by other content.
+func TestRepairsDamagedOldCopy(t *testing.T) {
+	old, content := readContentSummed(t)
+	ctx := context.Background()
+	l, n := newArchive(t)
+	if err := l.Put(ctx, n, old); err != nil {
+		t.Fatal(err)
+	}
+	damaged := bytes.Clone(old)
+	damaged[len(damaged)-10] ^= 0x08
+	if err := os.WriteFile(l.path(n), damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := bytes.Clone(content)
+	other[6000] ^= 1
+	if err := l.Put(ctx, n, encode(t, other, walfile.Zstd)); KindOf(err) != KindCorrupt {
+		t.Fatalf("other content over a damaged copy: kind %v, %v", KindOf(err), err)
+	}
+	fresh := encode(t, content, walfile.Gzip)
+	if err := l.Put(ctx, n, fresh); err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	if now, _ := os.ReadFile(l.path(n)); !bytes.Equal(now, fresh) {
+		t.Fatal("the damaged copy was not replaced")
+	}
+}
+
+// A segment whose header says the cluster's segments are 1 GiB (and is
+// 1 GiB: self-consistent) in an archive of 16 MiB segments is refused by
+// Get before any reader allocates it, and reported by verify.
+func TestArchiveSegmentSizeBindsReaders(t *testing.T) {
+	old, _ := readContentSummed(t)
+	ctx := context.Background()
+	l, n := newArchive(t)
+	if err := l.Put(ctx, n, old); err != nil {
+		t.Fatal(err)
+	}
+	h, err := walfile.UnmarshalHeader(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Clone(old)
+	h.SegSize, h.Size = 1<<30, 1<<30
+	copy(big, h.Marshal())
+	n6, _ := segname.Parse("000000010000000000000006")
+	if err := os.WriteFile(l.path(n6), big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Get(ctx, n6, 0); KindOf(err) != KindCorrupt || !strings.Contains(err.Error(), "the archive's are 16777216") {
+		t.Fatalf("get: kind %v, %v", KindOf(err), err)
+	}
+	if v := CheckFile(n6, big, 16<<20); v.Err == nil {
+		t.Fatal("CheckFile with the archive's segment size accepted it")
+	}
+	r, err := l.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range r.Problems {
+		found = found || p.Name == n6.String()
+	}
+	if !found {
+		t.Fatalf("verify does not report %s: %+v", n6, r.Problems)
 	}
 }

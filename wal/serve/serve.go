@@ -168,7 +168,11 @@ func handle(ctx context.Context, cfg Config, command string, in io.Reader) ([]by
 		}
 		// The bytes crossed a network and a client we do not trust: check
 		// them completely before they can become the archived copy.
-		if v := archive.CheckFile(req.Name, file); v.Err != nil {
+		meta, err := store.ReadMeta()
+		if err != nil {
+			return nil, err
+		}
+		if v := archive.CheckFile(req.Name, file, meta.SegSizeOrZero()); v.Err != nil {
 			return nil, archive.Errorf(archive.KindCorrupt, "push of %s: received file fails its checks, nothing stored: %w", req.Name, v.Err)
 		}
 		return nil, store.Put(ctx, req.Name, file)

@@ -136,3 +136,37 @@ func TestWarmEncoderOutput(t *testing.T) {
 		}
 	}
 }
+
+// The content crc32c checks the final bytes, after the filter is undone:
+// a header whose filter page size was changed (its own crc recomputed, so
+// only the content check can tell) decodes to other bytes and is refused.
+func TestContentCRCCoversTheFilter(t *testing.T) {
+	file, h := encodeText(t, Zstd)
+	if h.ContentCRC == 0 || h.Filter != PageHeaders {
+		t.Fatalf("header %+v", h)
+	}
+	for _, shift := range []uint8{6, 12, 14} {
+		bad := bytes.Clone(file)
+		hh := h
+		hh.PageShift = shift
+		copy(bad, hh.Marshal())
+		if _, _, err := Decode(bad); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "content crc32c") {
+			t.Fatalf("page shift %d: %v", shift, err)
+		}
+	}
+}
+
+// encodeText encodes textSegment with c.
+func encodeText(t *testing.T, c Compression) ([]byte, Header) {
+	t.Helper()
+	seg := textSegment()
+	info, err := ParseLongHeader(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, h, err := Encode(seg, c, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, h
+}
