@@ -120,12 +120,12 @@ func (p Prefetch) fill(ctx context.Context, a archive.Archive, n segname.Name, s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Spooled as fetched: fromSpool checks each file when it is
+			// asked for (it must, the spool is a plain directory), and a
+			// damaged one is fetched again and reported by that restore.
 			file, err := a.Get(ctx, next, 0)
 			if err != nil {
 				return
-			}
-			if _, err := decodeChecked(next, file); err != nil {
-				return // restore will fetch it and report the damage then
 			}
 			tmp := filepath.Join(dir, "."+next.String()+".tmp")
 			if err := os.WriteFile(tmp, file, 0o600); err == nil {

@@ -203,13 +203,7 @@ const promotePoll = 20 * time.Millisecond
 // the watched files appears: a promotion must not wait for the next segment.
 func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, linger time.Duration, watch []string) ([]byte, error) {
 	if f := firstExisting(watch); f != "" {
-		// PostgreSQL replays everything it can still get before it ends
-		// recovery: what is archived is handed over, only the wait is off.
-		content, err := Fetch(ctx, a, n, 0)
-		if archive.KindOf(err) == archive.KindNotFound {
-			return nil, archive.Errorf(archive.KindNotFound, "%s is not archived; not waiting for it, %s exists (promotion requested)", n, f)
-		}
-		return content, err
+		return fetchArchived(ctx, a, n, "not waiting for it, "+f+" exists (promotion requested)")
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -234,10 +228,18 @@ func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, 
 	if err != nil && errors.Is(context.Cause(ctx), promoted) {
 		// A segment that landed as the wait was cut short still counts: a
 		// fenced primary archives its last one before the promotion.
-		content, err = Fetch(parent, a, n, 0)
-		if archive.KindOf(err) == archive.KindNotFound {
-			return nil, archive.Errorf(archive.KindNotFound, "%s is not archived yet and a promotion was requested: not waiting for it", n)
-		}
+		return fetchArchived(parent, a, n, "a promotion was requested: not waiting for it")
+	}
+	return content, err
+}
+
+// fetchArchived is a restore during a promotion: PostgreSQL replays
+// everything it can still get before it ends recovery, so what is archived
+// is handed over and only the wait is off; why says so when n is not there.
+func fetchArchived(ctx context.Context, a archive.Archive, n segname.Name, why string) ([]byte, error) {
+	content, err := Fetch(ctx, a, n, 0)
+	if archive.KindOf(err) == archive.KindNotFound {
+		return nil, archive.Errorf(archive.KindNotFound, "%s is not archived yet; %s", n, why)
 	}
 	return content, err
 }

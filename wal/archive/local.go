@@ -202,7 +202,7 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 		}
 		oldSum, newSum := sha256.Sum256(oldContent), sha256.Sum256(newContent)
 		return true, Errorf(KindConflict, "%s: archived sha256 %x, new sha256 %x (of the uncompressed content); archive left untouched", what, oldSum, newSum)
-	case sameHeader || l.claimsContentOf(name, oh, h, file):
+	case sameHeader || claimsContentOf(name, oh, h, file):
 		// The stored copy claims our exact content but is damaged: replacing
 		// it with the intact bytes changes no WAL, it repairs the archive.
 		return true, classify(writeDurable(l.walDir(), name.String(), file, true), "repairing "+name.String())
@@ -245,7 +245,7 @@ func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) 
 // claimsContentOf reports whether a damaged archived file of an older
 // version (its intact header carries the sha256 of its content) was meant
 // to hold exactly the content of file, a new one with header h.
-func (l *Local) claimsContentOf(name segname.Name, oh, h walfile.Header, file []byte) bool {
+func claimsContentOf(name segname.Name, oh, h walfile.Header, file []byte) bool {
 	if oh.SumKind != walfile.SumContent || h.SumKind != walfile.SumBody || oh.Size != h.Size || oh.Size == 0 {
 		return false
 	}

@@ -44,6 +44,18 @@ func readContentSummed(t *testing.T) (file, content []byte) {
 	return file, content
 }
 
+// archiveHoldingOld is a new archive that holds the old-format file (as
+// segment n), with that file and its content.
+func archiveHoldingOld(t *testing.T) (l *Local, n segname.Name, old, content []byte) {
+	t.Helper()
+	old, content = readContentSummed(t)
+	l, n = newArchive(t)
+	if err := l.Put(context.Background(), n, old); err != nil {
+		t.Fatalf("storing the old file: %v", err)
+	}
+	return l, n, old, content
+}
+
 func encode(t *testing.T, content []byte, c walfile.Compression) []byte {
 	t.Helper()
 	info, err := walfile.ParseLongHeader(content)
@@ -61,13 +73,9 @@ func encode(t *testing.T, content []byte, c walfile.Compression) []byte {
 // by this one (body sums) must agree on "same content", and a conflict
 // must name the content checksums an operator can compare with sha256sum.
 func TestPutComparesContentAcrossSumKinds(t *testing.T) {
-	old, content := readContentSummed(t)
 	ctx := context.Background()
 	for _, c := range []walfile.Compression{walfile.Zstd, walfile.Gzip, walfile.None} {
-		l, n := newArchive(t)
-		if err := l.Put(ctx, n, old); err != nil {
-			t.Fatalf("storing the old file: %v", err)
-		}
+		l, n, old, content := archiveHoldingOld(t)
 		if err := l.Put(ctx, n, encode(t, content, c)); err != nil {
 			t.Fatalf("%v: same content, other sum kind: %v", c, err)
 		}
@@ -188,12 +196,8 @@ func TestSameBodyOtherSizeIsAConflict(t *testing.T) {
 // the same content from this one (its header still names that content),
 // and never by other content.
 func TestRepairsDamagedOldCopy(t *testing.T) {
-	old, content := readContentSummed(t)
+	l, n, old, content := archiveHoldingOld(t)
 	ctx := context.Background()
-	l, n := newArchive(t)
-	if err := l.Put(ctx, n, old); err != nil {
-		t.Fatal(err)
-	}
 	damaged := bytes.Clone(old)
 	damaged[len(damaged)-10] ^= 0x08
 	if err := os.WriteFile(l.path(n), damaged, 0o600); err != nil {
@@ -217,12 +221,8 @@ func TestRepairsDamagedOldCopy(t *testing.T) {
 // 1 GiB: self-consistent) in an archive of 16 MiB segments is refused by
 // Get before any reader allocates it, and reported by verify.
 func TestArchiveSegmentSizeBindsReaders(t *testing.T) {
-	old, _ := readContentSummed(t)
+	l, _, old, _ := archiveHoldingOld(t)
 	ctx := context.Background()
-	l, n := newArchive(t)
-	if err := l.Put(ctx, n, old); err != nil {
-		t.Fatal(err)
-	}
 	h, err := walfile.UnmarshalHeader(old)
 	if err != nil {
 		t.Fatal(err)

@@ -51,16 +51,8 @@ func TestDecodesContentSummedFiles(t *testing.T) {
 // New files carry the sha256 of the body: checked before decompressing,
 // and zstd's own frame checksums check what decompression produced.
 func TestNewFilesSumTheBody(t *testing.T) {
-	seg := textSegment()
-	info, err := ParseLongHeader(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []Compression{None, Gzip, Zstd} {
-		file, h, err := Encode(seg, c, info)
-		if err != nil {
-			t.Fatal(err)
-		}
+		file, h := encodeText(t, c)
 		if h.SumKind != SumBody || h.SHA256 != sha256.Sum256(file[HeaderSize:]) {
 			t.Fatalf("%v: header %+v does not sum the body", c, h)
 		}
@@ -80,10 +72,7 @@ func TestNewFilesSumTheBody(t *testing.T) {
 	// A body that matches its header sum but decompresses to other bytes
 	// (what a compressor bug would write) is caught by the frame checksum:
 	// damage the last frame's XXH64 and make the header agree.
-	file, h, err := Encode(seg, Zstd, info)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file, h := encodeText(t, Zstd)
 	bad := bytes.Clone(file)
 	bad[len(bad)-1] ^= 0xff
 	h.SHA256 = sha256.Sum256(bad[HeaderSize:])
