@@ -243,7 +243,6 @@ func Encode(content []byte, c Compression, info PageInfo) ([]byte, Header, error
 	h := Header{Compression: c, SumKind: SumBody, Size: uint64(len(content)), SysID: info.SysID, SegSize: info.SegSize}
 	stored := content[:storedLen(content)]
 	h.Stored = uint64(len(stored))
-
 	if c != None && info.BlockSz >= 1<<6 && info.BlockSz <= 1<<20 && info.BlockSz&(info.BlockSz-1) == 0 && len(stored) > pageHeaderLen {
 		h.Filter, h.PageShift = PageHeaders, uint8(bits.TrailingZeros32(info.BlockSz))
 	}
@@ -271,9 +270,7 @@ func compress(w io.Writer, stored []byte, h Header, crcs []uint32) error {
 	if h.Compression == Zstd && len(crcs) > 1 {
 		return zstdFrames(w, pieces, stored, crcs)
 	}
-	for i := range crcs {
-		crcs[i] = chunkCRC(stored, i)
-	}
+	fillChunkCRCs(crcs, stored)
 	switch h.Compression {
 	case None:
 		return writePieces(w, pieces)
@@ -312,12 +309,16 @@ func combineCRCs(crcs []uint32) uint32 {
 	return crc32.Checksum(b, castagnoli)
 }
 
-// contentCRC computes the same check in one pass, for Decode.
-func contentCRC(stored []byte) uint32 {
-	crcs := make([]uint32, crcChunks(len(stored)))
+func fillChunkCRCs(crcs []uint32, stored []byte) {
 	for i := range crcs {
 		crcs[i] = chunkCRC(stored, i)
 	}
+}
+
+// contentCRC computes the same check in one pass, for Decode.
+func contentCRC(stored []byte) uint32 {
+	crcs := make([]uint32, crcChunks(len(stored)))
+	fillChunkCRCs(crcs, stored)
 	return combineCRCs(crcs)
 }
 
