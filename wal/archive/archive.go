@@ -26,8 +26,10 @@ type Archive interface {
 	Get(ctx context.Context, name segname.Name, wait time.Duration) ([]byte, error)
 	// List describes the archive.
 	List(ctx context.Context) (Listing, error)
-	// Cleanup removes what segname.CleanupSet selects for oldest.
-	Cleanup(ctx context.Context, oldest segname.Name, dryRun bool) ([]segname.Name, error)
+	// Cleanup records the caller's restart point oldest (%r) and removes
+	// what segname.CleanupSet selects for the oldest restart point of all
+	// standbys (restartpoints.go).
+	Cleanup(ctx context.Context, oldest segname.Name, opt CleanupOptions) (CleanupResult, error)
 	// Verify reads and checks every file.
 	Verify(ctx context.Context) (Report, error)
 	Close() error

@@ -29,6 +29,7 @@ import (
 //	ROOT/<marker>              optional, created by the operator (the seed's "mounted")
 //	ROOT/wal/<NAME>            one walfile per archived file, NAME exactly as PostgreSQL named it
 //	ROOT/wal/.tmp-<NAME>-...   in-flight writes; never read, removed by cleanup after an hour
+//	ROOT/restartpoints/<HOST>  each standby's last restart point (restartpoints.go)
 const (
 	MetaFile  = "pgwarm-archive.json"
 	WALDir    = "wal"
@@ -355,25 +356,6 @@ func readEntry(path string, n segname.Name) (Entry, error) {
 	}
 	return Entry{Name: n.String(), Kind: n.Kind.String(), TLI: n.TLI, StoredBytes: st.Size(),
 		Bytes: h.Size, Compression: h.Compression.String(), SHA256: h.Sum(), SHA256Of: h.SumKind.String(), Header: h, Parsed: n}, nil
-}
-
-// Cleanup implements Archive.
-func (l *Local) Cleanup(ctx context.Context, oldest segname.Name, dryRun bool) ([]segname.Name, error) {
-	ls, err := l.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	victims := segname.CleanupSet(ls.Names(), oldest)
-	if dryRun {
-		return victims, nil
-	}
-	for i, n := range victims {
-		if err := os.Remove(l.path(n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return victims[:i], classify(err, "removing "+l.path(n))
-		}
-	}
-	l.removeStaleTemps(time.Hour)
-	return victims, classify(syncDir(l.walDir()), "syncing "+l.walDir())
 }
 
 // removeStaleTemps deletes leftovers of writers killed mid-write. Age

@@ -17,7 +17,7 @@ import (
 //
 //	pgwarm-wal-op push NAME [root=/path] [marker=NAME]     then one Data frame with the walfile
 //	pgwarm-wal-op get NAME [root=/path] [wait=MILLIS]
-//	pgwarm-wal-op cleanup NAME [root=/path] [dry-run]
+//	pgwarm-wal-op cleanup NAME [root=/path] [as=HOST] [standbys=HOST,...] [streaming] [dry-run]
 //	pgwarm-wal-op list|verify [root=/path]
 //
 // Frames on stdin/stdout are: type byte, big-endian uint32 length, payload.
@@ -40,6 +40,12 @@ type Request struct {
 	Marker string
 	Wait   time.Duration
 	DryRun bool
+	// cleanup: the client's --as (serve only checks it against the key's
+	// own name), --standbys (added to the standbys serve waits for) and
+	// --streaming (see CleanupOptions).
+	As        string
+	Standbys  []string
+	Streaming bool
 }
 
 // Ops are the operations serve knows.
@@ -61,6 +67,15 @@ func (r Request) String() string {
 	}
 	if r.Wait > 0 {
 		parts = append(parts, "wait="+strconv.FormatInt(r.Wait.Milliseconds(), 10))
+	}
+	if r.As != "" {
+		parts = append(parts, "as="+r.As)
+	}
+	if len(r.Standbys) > 0 {
+		parts = append(parts, "standbys="+strings.Join(r.Standbys, ","))
+	}
+	if r.Streaming {
+		parts = append(parts, "streaming")
 	}
 	if r.DryRun {
 		parts = append(parts, "dry-run")
@@ -115,11 +130,35 @@ func ParseRequest(line string) (Request, error) {
 			r.Wait = time.Duration(ms) * time.Millisecond
 		case a == "dry-run" && r.Op == "cleanup":
 			r.DryRun = true
+		case a == "streaming" && r.Op == "cleanup":
+			r.Streaming = true
+		case k == "as" && r.Op == "cleanup" && r.As == "" && ValidStandbyName(v) == nil:
+			r.As = v
+		case k == "standbys" && r.Op == "cleanup" && r.Standbys == nil:
+			ss, err := ParseStandbys(v)
+			if err != nil {
+				return bad("%v", err)
+			}
+			r.Standbys = ss
 		default:
 			return bad("unexpected argument %q", a)
 		}
 	}
 	return r, nil
+}
+
+// ParseStandbys reads a comma-separated list of standby names (--standbys).
+func ParseStandbys(v string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if err := ValidStandbyName(s); err != nil {
+			return nil, err
+		}
+		if !contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // WireError is an Err frame's payload.

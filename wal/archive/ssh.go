@@ -181,24 +181,33 @@ func (s *SSH) List(ctx context.Context) (Listing, error) {
 	return ls, nil
 }
 
-func (s *SSH) Cleanup(ctx context.Context, oldest segname.Name, dryRun bool) ([]segname.Name, error) {
-	b, err := s.call(ctx, Request{Op: "cleanup", Name: oldest, DryRun: dryRun}, nil)
+// Cleanup sends the caller's name, standbys and streaming mode; the
+// archive host decides whose restart point this is (the key's name) and
+// which standbys must have reported (its rights file, plus ours).
+func (s *SSH) Cleanup(ctx context.Context, oldest segname.Name, opt CleanupOptions) (CleanupResult, error) {
+	res := CleanupResult{Removed: []string{}}
+	if err := opt.validate(); err != nil {
+		return res, err
+	}
+	b, err := s.call(ctx, Request{Op: "cleanup", Name: oldest, DryRun: opt.DryRun, As: opt.As, Standbys: opt.Standbys, Streaming: opt.Streaming}, nil)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
-	var names []string
-	if err := json.Unmarshal(b, &names); err != nil {
-		return nil, Errorf(KindUnreachable, "garbled cleanup answer from %s: %v", s.target, err)
+	if bytes.HasPrefix(b, []byte("[")) {
+		// An archive host of an earlier version answers the removed names only.
+		err = json.Unmarshal(b, &res.Removed)
+	} else {
+		err = json.Unmarshal(b, &res)
 	}
-	out := make([]segname.Name, 0, len(names))
-	for _, n := range names {
-		p, err := segname.Parse(n)
-		if err != nil {
-			return out, errors.Join(Errorf(KindUnreachable, "cleanup answer from %s has a bad name", s.target), err)
+	if err != nil {
+		return CleanupResult{Removed: []string{}}, Errorf(KindUnreachable, "garbled cleanup answer from %s: %v", s.target, err)
+	}
+	for _, n := range res.Removed {
+		if _, err := segname.Parse(n); err != nil {
+			return res, errors.Join(Errorf(KindUnreachable, "cleanup answer from %s has a bad name", s.target), err)
 		}
-		out = append(out, p)
 	}
-	return out, nil
+	return res, nil
 }
 
 func (s *SSH) Verify(ctx context.Context) (Report, error) {

@@ -179,15 +179,7 @@ func handle(ctx context.Context, cfg Config, command string, in io.Reader) ([]by
 	case "get":
 		return store.Get(ctx, req.Name, req.Wait)
 	case "cleanup":
-		names, err := store.Cleanup(ctx, req.Name, req.DryRun)
-		if err != nil {
-			return nil, err
-		}
-		ss := make([]string, 0, len(names))
-		for _, n := range names {
-			ss = append(ss, n.String())
-		}
-		return json.Marshal(ss)
+		return cleanup(ctx, cfg, req, store)
 	case "list":
 		ls, err := store.List(ctx)
 		if err != nil {
