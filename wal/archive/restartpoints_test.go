@@ -244,12 +244,12 @@ func TestCleanupHostileRecords(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "elsewhere")
 	os.WriteFile(target, []byte(seg(6)+"\n"), 0o600)
 	for content, why := range map[string]string{
-		seg(1):                         "a newline",
-		seg(1) + "\n\n":                "not a WAL file name",
+		seg(1):                          "a newline",
+		seg(1) + "\n\n":                 "not a WAL file name",
 		strings.ToLower(seg(10)) + "\n": "not a WAL file name",
-		"00000001.history\n":           "not a segment",
-		seg(1) + ".partial\n":          "not a segment",
-		"symlink":                      "symbolic link",
+		"00000001.history\n":            "not a segment",
+		seg(1) + ".partial\n":           "not a segment",
+		"symlink":                       "symbolic link",
 	} {
 		p := filepath.Join(dir, "pg3")
 		os.Remove(p)
