@@ -121,9 +121,6 @@ func RenderWith(inv *inventory.Inventory, opts Options) (Rendered, error) {
 			r.archiveHost(h)
 		}
 	}
-	if len(inv.Standbys()) > 1 {
-		r.warn("several standbys: archive_cleanup_command is not rendered (one standby's cleanup could remove WAL another still needs); prune the archive with pgwarm-wal cleanup")
-	}
 	if len(r.errs) > 0 {
 		return Rendered{}, errors.Join(r.errs...)
 	}

@@ -282,7 +282,10 @@ func TestSettingsSortedAndMatchFile(t *testing.T) {
 	}
 }
 
-func TestSeveralStandbysNoCleanup(t *testing.T) {
+// Every standby runs cleanup: each reports its own restart point and
+// names all standbys, so the archive deletes only below the oldest (it
+// used to be rendered for a single standby only, with a warning).
+func TestSeveralStandbysCleanup(t *testing.T) {
 	src := strings.Replace(goldenCase{"15", "hot", "ssh"}.inventory(), "  - {name: arch", "  - {name: pg3, address: 10.0.0.4, role: standby}\n  - {name: arch", 1)
 	// Several standbys: the DNS trigger names the one it promotes.
 	src = strings.Replace(src, "target: pg-secondary", "target: 10.0.0.4", 1)
@@ -295,15 +298,31 @@ func TestSeveralStandbysNoCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range []string{"pg2", "pg3"} {
-		if strings.Contains(settingsOf(r, h), "archive_cleanup_command") {
-			t.Errorf("%s: archive_cleanup_command with two standbys", h)
+		want := "\narchive_cleanup_command = '/usr/local/bin/pgwarm-wal cleanup --archive ssh://postgres@10.0.0.3:2222/srv/pgwarm/main --as " + h + " --standbys pg2,pg3 %r'\n"
+		if !strings.Contains(settingsOf(r, h), want) {
+			t.Errorf("%s: no archive_cleanup_command %q in\n%s", h, want, settingsOf(r, h))
 		}
+	}
+	if strings.Contains(settingsOf(r, "pg1"), "archive_cleanup_command") {
+		t.Error("the primary runs cleanup")
+	}
+	// Both standbys' keys may clean up: the archive host waits for both.
+	if rights := string(byKind(r, "arch", KindArchiveRights)[0].Content); !strings.Contains(rights, "\npg2 get,cleanup,list,verify\n") || !strings.Contains(rights, "\npg3 get,cleanup,list,verify") {
+		t.Errorf("rights file:\n%s", rights)
+	}
+	if len(r.Warnings) != 0 {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+	// Streaming standbys may report a restart point ahead of the archive.
+	st, err := inventory.Parse("x.yaml", []byte(strings.Replace(src, "mode: hot", "mode: streaming", 1)), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := RenderWith(st, Options{LookupEnv: goldenEnv}); err != nil || !strings.Contains(settingsOf(r, "pg3"), "--as pg3 --standbys pg2,pg3 --streaming %r'") {
+		t.Errorf("streaming: %v\n%s", err, settingsOf(r, "pg3"))
 	}
 	if n2, n3 := len(byKind(r, "pg2", KindScript)), len(byKind(r, "pg3", KindScript)); n2 != 0 || n3 != 1 {
 		t.Errorf("DNS trigger scripts: pg2 %d, pg3 %d; want only pg3's (the target)", n2, n3)
-	}
-	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "several standbys") {
-		t.Errorf("warnings %q", r.Warnings)
 	}
 	hba := string(byKind(r, "pg1", KindHBA)[0].Content)
 	if !strings.Contains(hba, "10.0.0.2/32") || !strings.Contains(hba, "10.0.0.4/32") {

@@ -4,6 +4,7 @@ import (
 	"path"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/pgwarm/pgwarm/inventory"
 )
@@ -165,11 +166,7 @@ func recoverySettings(inv *inventory.Inventory, h inventory.Host) []Setting {
 		// 'latest' is the default only from 12; explicit so a standby follows a promotion.
 		{"recovery_target_timeline", "latest"},
 	}
-	if len(inv.Standbys()) == 1 {
-		// With several standbys one standby's cleanup could delete segments
-		// another still needs, so cleanup is only rendered for a single standby.
-		out = append(out, Setting{"archive_cleanup_command", helperCmd(inv, h, "cleanup", "%r")})
-	}
+	out = append(out, Setting{"archive_cleanup_command", helperCmd(inv, h, "cleanup", cleanupArgs(inv, h)...)})
 	switch {
 	case !v.AtLeast(12):
 		out = append(out, Setting{"trigger_file", r.TriggerFile})
@@ -184,6 +181,26 @@ func recoverySettings(inv *inventory.Inventory, h inventory.Host) []Setting {
 		}
 	}
 	return out
+}
+
+// cleanupArgs make cleanup safe with several standbys: each standby
+// reports its restart point under its own name, and the archive deletes
+// only below the oldest one once every standby has reported (over ssh the
+// archive host takes the name from the key and the standbys from its
+// rights file as well). A streaming standby's %r may be ahead of a lagging
+// archive: --streaming lowers it to the newest archived segment instead of
+// having it refused as implausible.
+func cleanupArgs(inv *inventory.Inventory, h inventory.Host) []string {
+	var names []string
+	for _, s := range inv.Standbys() {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	args := []string{"--as", shquote(h.Name), "--standbys", shquote(strings.Join(names, ","))}
+	if inv.Replication.Mode == inventory.ModeStreaming {
+		args = append(args, "--streaming")
+	}
+	return append(args, "%r")
 }
 
 // primaryConninfo connects host h to the primary; the password comes from
