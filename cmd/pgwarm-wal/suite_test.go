@@ -202,6 +202,8 @@ func suiteCleanupGaps(t *testing.T, b backend) {
 	if !strings.Contains(v.stdout, "000000010000000000000004 is missing") {
 		t.Fatalf("gap not reported:\n%s", v.stdout)
 	}
+	// A name beyond the newest archived segment would empty the timeline.
+	b.run(t, "cleanup", "--archive", b.url, "0000000100000000000000FF").want(t, 2, "beyond "+seg5+", the newest segment archived on timeline 1", "nothing removed")
 	dry := b.run(t, "cleanup", "--dry-run", "--archive", b.url, seg3)
 	dry.want(t, 0)
 	if !strings.Contains(dry.stdout, "would remove "+seg1) || !strings.Contains(dry.stdout, seg2) {
