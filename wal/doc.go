@@ -19,6 +19,12 @@
 //     checksum of what was compressed; restore checks both (and that the
 //     first WAL page belongs at that name) before writing DEST atomically.
 //     The archive refuses a file whose bytes do not match its sha256.
+//   - cleanup records each standby's restart point (%r) under its name
+//     (over ssh the name of its key) and removes only segments before the
+//     oldest restart point of all standbys, on that point's timeline, and
+//     nothing until every standby has reported; never history or backup
+//     files. A restart point beyond the newest archived segment of its
+//     timeline is refused (--streaming: lowered to it).
 //
 // # Exit codes
 //

@@ -54,7 +54,7 @@ func TestCleanupSeveralStandbys(t *testing.T) {
 			cleanup(pg2, "pg2", "0000000100000000000000FF").want(t, 2, "beyond "+seg5)
 			r := cleanup(pg2, "pg2", seg3)
 			r.want(t, 0)
-			if !strings.Contains(r.stdout, "nothing is removed until pg3 reported a restart point") || !has(seg1) {
+			if !strings.Contains(r.stdout, "nothing is removed until every standby has reported a restart point; not yet: pg3 ") || !has(seg1) {
 				t.Fatalf("pg3 never reported, yet:\n%s", r.stdout)
 			}
 			// pg3 streams far ahead of the archive: clamped, and bounded by pg2.

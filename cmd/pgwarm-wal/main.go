@@ -121,7 +121,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Usage: "ship, restore and check PostgreSQL WAL archives without losing, overwriting or corrupting a segment",
 		Description: "archive_command         = 'pgwarm-wal ship --archive URL %p %f'\n" +
 			"restore_command         = 'pgwarm-wal restore --archive URL %f %p'   (warm standby: add --wait --trigger FILE)\n" +
-			"archive_cleanup_command = 'pgwarm-wal cleanup --archive URL %r'\n\n" +
+			"archive_cleanup_command = 'pgwarm-wal cleanup --archive URL --as HOST --standbys HOST,... %r'   (streaming: add --streaming)\n\n" +
 			"URL is /path or file:///path (a local or NFS-mounted directory) or ssh://user@host[:port]/path,\n" +
 			"whose far end is 'pgwarm-wal serve --root DIR --allow OPS' as an authorized_keys forced command.\n" +
 			"The ssh command is ssh (BatchMode) unless PGWARM_WAL_SSH overrides it.\n\n" + wal.ExitHelp,

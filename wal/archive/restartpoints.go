@@ -113,7 +113,7 @@ func (r CleanupResult) Explain() []string {
 	}
 	switch {
 	case len(r.Waiting) > 0:
-		out = append(out, fmt.Sprintf("nothing is removed until %s reported a restart point (a standby that never reports blocks cleanup; if one is no longer a standby, run pgwarm apply so that it leaves --standbys and the archive host's rights file)",
+		out = append(out, fmt.Sprintf("nothing is removed until every standby has reported a restart point; not yet: %s (a standby that never reports blocks cleanup; if one is no longer a standby, pgwarm apply takes it out of --standbys and the archive host's rights file)",
 			strings.Join(r.Waiting, ", ")))
 	case r.Bound != "":
 		out = append(out, fmt.Sprintf("oldest restart point %s (%s): removing what is archived before it on its timeline", r.Bound, r.BoundOf))

@@ -197,7 +197,7 @@ func TestCleanupWaitsForEveryStandby(t *testing.T) {
 	if err != nil || len(res.Removed) != 0 || !reflect.DeepEqual(res.Waiting, []string{"pg3"}) {
 		t.Fatalf("pg3 never reported: %+v %v", res, err)
 	}
-	if msg := strings.Join(res.Explain(), "\n"); !strings.Contains(msg, "nothing is removed until pg3 reported a restart point") {
+	if msg := strings.Join(res.Explain(), "\n"); !strings.Contains(msg, "nothing is removed until every standby has reported a restart point; not yet: pg3 ") {
 		t.Fatalf("explanation:\n%s", msg)
 	}
 	if got := left(t, l); len(got) != 6 {
