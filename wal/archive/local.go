@@ -358,16 +358,16 @@ func readEntry(path string, n segname.Name) (Entry, error) {
 		Bytes: h.Size, Compression: h.Compression.String(), SHA256: h.Sum(), SHA256Of: h.SumKind.String(), Header: h, Parsed: n}, nil
 }
 
-// removeStaleTemps deletes leftovers of writers killed mid-write. Age
-// guards against deleting a write that is still in progress.
-func (l *Local) removeStaleTemps(age time.Duration) {
-	des, _ := os.ReadDir(l.walDir())
+// removeStaleTemps deletes leftovers of writers killed mid-write in dir.
+// Age guards against deleting a write that is still in progress.
+func removeStaleTemps(dir string, age time.Duration) {
+	des, _ := os.ReadDir(dir)
 	for _, de := range des {
 		if !strings.HasPrefix(de.Name(), tmpPrefix) {
 			continue
 		}
 		if info, err := de.Info(); err == nil && time.Since(info.ModTime()) > age {
-			_ = os.Remove(filepath.Join(l.walDir(), de.Name()))
+			_ = os.Remove(filepath.Join(dir, de.Name()))
 		}
 	}
 }

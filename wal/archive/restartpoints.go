@@ -218,7 +218,8 @@ func (l *Local) Cleanup(ctx context.Context, oldest segname.Name, opt CleanupOpt
 			return res, classify(err, "removing "+l.path(n))
 		}
 	}
-	l.removeStaleTemps(time.Hour)
+	removeStaleTemps(l.walDir(), time.Hour)
+	removeStaleTemps(l.restartPointsDir(), time.Hour)
 	return res, classify(syncDir(l.walDir()), "syncing "+l.walDir())
 }
 
