@@ -10,7 +10,7 @@ import (
 
 // sshKeyBackend is the archive root reached through the key of host as:
 // serve reads that key's rights from a rights file, as pgwarm renders it.
-func sshKeyBackend(t *testing.T, root, rights, as string) backend {
+func cleanupKeyBackend(t *testing.T, root, rights, as string) backend {
 	shim := filepath.Join(t.TempDir(), "fake-ssh")
 	script := fmt.Sprintf(`#!/bin/sh
 for last; do :; done
@@ -35,7 +35,7 @@ func TestCleanupSeveralStandbys(t *testing.T) {
 			pg1, pg2, pg3 := backend{url: root, root: root}, backend{url: root, root: root}, backend{url: root, root: root}
 			if transport == "ssh" {
 				rights := writeFile(t, t.TempDir(), "main.rights", []byte("pg1 push\npg2 get,cleanup,list,verify\npg3 get,cleanup,list,verify\n"))
-				pg1, pg2, pg3 = sshKeyBackend(t, root, rights, "pg1"), sshKeyBackend(t, root, rights, "pg2"), sshKeyBackend(t, root, rights, "pg3")
+				pg1, pg2, pg3 = cleanupKeyBackend(t, root, rights, "pg1"), cleanupKeyBackend(t, root, rights, "pg2"), cleanupKeyBackend(t, root, rights, "pg3")
 				// A key reports only for its own host.
 				pg3.run(t, "cleanup", "--archive", pg3.url, "--as", "pg2", seg3).want(t, 7, "a key reports only its own host's restart point")
 			}

@@ -154,7 +154,7 @@ func ParseStandbys(v string) ([]string, error) {
 		if err := ValidStandbyName(s); err != nil {
 			return nil, err
 		}
-		if !contains(out, s) {
+		if !hasString(out, s) {
 			out = append(out, s)
 		}
 	}

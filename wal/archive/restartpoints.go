@@ -270,7 +270,7 @@ func decideCleanup(caller segname.Name, opt CleanupOptions, records map[string]r
 		}
 	}
 	for _, s := range opt.Standbys {
-		if _, ok := records[s]; !ok && s != opt.As && !retired[s] && !contains(d.waiting, s) {
+		if _, ok := records[s]; !ok && s != opt.As && !retired[s] && !hasString(d.waiting, s) {
 			d.waiting = append(d.waiting, s)
 		}
 	}
@@ -278,7 +278,7 @@ func decideCleanup(caller segname.Name, opt CleanupOptions, records map[string]r
 	return d
 }
 
-func contains(ss []string, s string) bool {
+func hasString(ss []string, s string) bool {
 	for _, x := range ss {
 		if x == s {
 			return true
