@@ -458,3 +458,27 @@ func TestParseRoleState(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureFileLogsNoDigestOfAPassword: a managed file that holds a
+// password (outside pgwarm's block, put there by the operator) is written
+// without its hash in the output, which would let the password be guessed.
+func TestEnsureFileLogsNoDigestOfAPassword(t *testing.T) {
+	h := host.NewFake("pg2")
+	h.Handler = func(host.Cmd) (host.Result, error) { return host.Result{}, nil }
+	existing := "primary_conninfo = 'host=pg9 password=hunter2'\n"
+	h.SetFile("/etc/pg/postgresql.conf", []byte(existing), 0o644, "postgres:postgres")
+	var out bytes.Buffer
+	s := &State{Out: NewPrinter(&out, false)}
+	f := templates.File{Path: "/etc/pg/postgresql.conf", Block: "settings", Mode: 0o644, Owner: "postgres:postgres",
+		Kind: templates.KindSettingsInclude, Content: []byte("include 'pgwarm.conf'\n")}
+	if _, err := ensureFile(context.Background(), s, h, f); err != nil {
+		t.Fatal(err)
+	}
+	written, _ := h.ReadFile(context.Background(), f.Path)
+	if sum := shortHash(written); strings.Contains(out.String(), sum) || strings.Contains(out.String(), "hunter2") {
+		t.Errorf("output shows the digest %s of a file with a password: %s", sum, out.String())
+	}
+	if !strings.Contains(out.String(), "no hash shown") {
+		t.Errorf("output: %s", out.String())
+	}
+}

@@ -86,7 +86,7 @@ func applyAction(c *cli.Context) error {
 
 	out := c.App.Writer
 	if planFile != "" {
-		if err := plan.CheckFresh(saved, plan.Hash(invBytes), version(), f); err != nil {
+		if err := plan.CheckFresh(saved, plan.Hash(invBytes), version(), f, r); err != nil {
 			return fmt.Errorf("%s: refusing the saved plan: %w", planFile, err)
 		}
 		fmt.Fprintf(out, "%s: the saved plan is current; applying it\n", planFile)

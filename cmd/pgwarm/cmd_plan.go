@@ -29,8 +29,10 @@ func planCommand() *cli.Command {
 		Description: "Connects to every host, reads what is there (one read-only probe per host, nothing\n" +
 			"written), and prints every change apply would make: + create, ~ modify (with a\n" +
 			"unified diff), - remove, ! one-shot action (seed, install, restart, reload).\n" +
-			"Secrets are masked. --out saves the plan with the observed hashes so that\n" +
-			"apply refuses it once any host or the inventory has changed.",
+			"Secrets are masked, and so is any password found in a managed file. --out saves\n" +
+			"the plan with what it observed (no digest of a secret: secret files are recorded\n" +
+			"as matching the inventory or not) so that apply refuses it once any host or the\n" +
+			"inventory has changed.",
 		Flags: append([]cli.Flag{
 			inventoryFlag(),
 			&cli.StringFlag{Name: "out", Usage: "save the plan to `FILE` (JSON, mode 0600)"},
