@@ -40,14 +40,14 @@ func applyCommand() *cli.Command {
 			inventoryFlag(),
 			&cli.BoolFlag{Name: "auto-approve", Usage: "do not ask for confirmation"},
 			&cli.BoolFlag{Name: "force-unlock", Usage: "remove an apply lock left by a run that is known to be dead"},
-		}, sshFlags()...),
+		}, append(sshFlags(), parallelFlag())...),
 		Action: applyAction,
 	}
 }
 
 func applyAction(c *cli.Context) error {
-	if c.NArg() > 1 {
-		return exitStatus{code: 1, msg: "pgwarm apply: at most one PLANFILE"}
+	if err := checkArgs(c, 0, 1, "at most one PLANFILE"); err != nil {
+		return err
 	}
 	planFile := c.Args().First()
 	file := c.String("inventory")

@@ -40,7 +40,8 @@ func planCommand() *cli.Command {
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when nothing would change, 2 when changes are pending (1 is an error)"},
 			&cli.StringSliceFlag{Name: "limit", Usage: "only these `HOSTS` (comma-separated)"},
 			&cli.BoolFlag{Name: "stats", Usage: "print per-host timings and SSH round trips to stderr", Hidden: true},
-		}, sshFlags()...),
+		}, append(sshFlags(), parallelFlag())...),
+		Before: noArgs,
 		Action: planAction,
 	}
 }
@@ -173,7 +174,7 @@ func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventor
 			return fmt.Errorf("%s: facts: %w", name, err)
 		}
 		t := time.Now()
-		h, res, err := host.DialRun(ctx, cfg, cmd)
+		h, res, err := dialRun(ctx, opt.dial, cfg, cmd)
 		if err != nil {
 			var he *host.Error
 			if errors.As(err, &he) && he.Op == "connect" {
@@ -197,6 +198,24 @@ func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventor
 		return nil, nil, err
 	}
 	return out, st, nil
+}
+
+// dialRun is host.DialRun (the probe as the connection's first command),
+// or dial then Run when a test dials.
+func dialRun(ctx context.Context, dial dialFunc, cfg host.Config, cmd host.Cmd) (host.Host, host.Result, error) {
+	if dial == nil {
+		return host.DialRun(ctx, cfg, cmd)
+	}
+	h, err := dial(ctx, cfg)
+	if err != nil {
+		return nil, host.Result{}, err
+	}
+	res, err := h.Run(ctx, cmd)
+	if err != nil {
+		h.Close()
+		return nil, res, err
+	}
+	return h, res, nil
 }
 
 // stats are plan's timings, for --stats: per host the connection and its
