@@ -105,7 +105,7 @@ func checkArgs(c *cli.Context, min, max int, what string) error {
 	if n < min {
 		return exitStatus{code: 1, msg: fmt.Sprintf("%s: expected %s, got none", name, what)}
 	}
-	hint := ": give the inventory with -i FILE (or PGWARM_INVENTORY=FILE)"
+	hint := " (the inventory is given with -i FILE or PGWARM_INVENTORY=FILE)"
 	if c.Command.Name == "schema" {
 		hint = ""
 	}
