@@ -252,14 +252,17 @@ func TestExecute(t *testing.T) {
 	}
 }
 
-// TestEnsureAccountNeverMovesAHome: an existing archive account whose home
-// differs from archive.home is refused, never usermod-ed (the postgres
-// user keeps .pgpass and .ssh in its own home); a missing one is created
-// with archive.home.
-func TestEnsureAccountNeverMovesAHome(t *testing.T) {
+// pairInventory is a warm pair with an ssh archive host on PostgreSQL
+// version, its replication role named user ("": the default).
+func pairInventory(t *testing.T, version, user string) *inventory.Inventory {
+	t.Helper()
+	repl := "{mode: warm}"
+	if user != "" {
+		repl = "{mode: warm, user: " + user + "}"
+	}
 	inv, err := inventory.Parse("inv.yaml", []byte(`cluster: main
-postgres: {version: 15, layout: debian}
-replication: {mode: warm}
+postgres: {version: `+version+`, layout: debian}
+replication: `+repl+`
 archive: {host: arch, transport: ssh, path: /srv/a}
 hosts:
   - {name: pg1, address: 10.0.0.1, role: primary}
@@ -269,6 +272,15 @@ hosts:
 	if err != nil {
 		t.Fatal(err)
 	}
+	return inv
+}
+
+// TestEnsureAccountNeverMovesAHome: an existing archive account whose home
+// differs from archive.home is refused, never usermod-ed (the postgres
+// user keeps .pgpass and .ssh in its own home); a missing one is created
+// with archive.home.
+func TestEnsureAccountNeverMovesAHome(t *testing.T) {
+	inv := pairInventory(t, "15", "")
 	for _, c := range []struct {
 		passwd  string // "" = no such account
 		wantErr bool
@@ -395,18 +407,7 @@ func TestPrimaryRoleStepVersions(t *testing.T) {
 		{"15", 150004, "SCRAM-SHA-256$"},
 	} {
 		t.Run(c.pgVersion, func(t *testing.T) {
-			inv, err := inventory.Parse("inv.yaml", []byte(`cluster: main
-postgres: {version: `+c.pgVersion+`, layout: debian}
-replication: {mode: warm, user: replicator}
-archive: {host: arch, transport: ssh, path: /srv/a}
-hosts:
-  - {name: pg1, address: 10.0.0.1, role: primary}
-  - {name: pg2, address: 10.0.0.2, role: standby}
-  - {name: arch, address: 10.0.0.3, role: archive}
-`), inventory.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			inv := pairInventory(t, c.pgVersion, "replicator")
 			srv := &fakeServer{version: c.serverNum}
 			h := host.NewFake("pg1")
 			h.Handler = srv.handle(t, "replicator")

@@ -119,8 +119,9 @@ func valueEnd(s string, i int) int {
 var confAssign = regexp.MustCompile(`^\s*[A-Za-z_][A-Za-z0-9_.]*\s*=?\s*'`)
 
 // maskConfValue masks a password inside the quoted value of a
-// postgresql.conf line (primary_conninfo = 'host=a password=”x y”'):
-// the value is unquoted as PostgreSQL does (” and \ escapes), masked as
+// postgresql.conf line, as in a primary_conninfo whose password is quoted
+// with doubled quotes inside the quoted value:
+// the value is unquoted as PostgreSQL does (doubled quotes, backslashes), masked as
 // a conninfo, and quoted again; the rest of the line is kept.
 func maskConfValue(line string) string {
 	m := confAssign.FindStringIndex(line)
@@ -128,36 +129,17 @@ func maskConfValue(line string) string {
 		return line
 	}
 	open := m[1] - 1
-	var val strings.Builder
-	end := -1
-	for i := open + 1; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case c == '\\' && i+1 < len(line):
-			i++
-			val.WriteByte(line[i])
-		case c == '\'' && i+1 < len(line) && line[i+1] == '\'':
-			i++
-			val.WriteByte('\'')
-		case c == '\'':
-			end = i + 1
-		default:
-			val.WriteByte(c)
-		}
-		if end >= 0 {
-			break
-		}
-	}
-	if end < 0 {
+	val, n := unquoteConf(line[open:])
+	if n < 0 {
 		// Unterminated: mask everything after the keyword.
 		loc := passwordKey.FindStringIndex(line)
 		return line[:loc[1]] + MaskedInline
 	}
-	masked := maskConninfo(val.String())
-	if masked == val.String() {
+	masked := maskConninfo(val)
+	if masked == val {
 		return line
 	}
-	return line[:open] + quoteConf(masked) + line[end:]
+	return line[:open] + quoteConf(masked) + line[open+n:]
 }
 
 // quoteConf quotes a postgresql.conf value as templates do.
