@@ -119,10 +119,10 @@ func valueEnd(s string, i int) int {
 var confAssign = regexp.MustCompile(`^\s*[A-Za-z_][A-Za-z0-9_.]*\s*=?\s*'`)
 
 // maskConfValue masks a password inside the quoted value of a
-// postgresql.conf line, as in a primary_conninfo whose password is quoted
-// with doubled quotes inside the quoted value:
-// the value is unquoted as PostgreSQL does (doubled quotes, backslashes), masked as
-// a conninfo, and quoted again; the rest of the line is kept.
+// postgresql.conf line (a primary_conninfo whose password is quoted with
+// doubled quotes inside the value, say): the value is unquoted as
+// PostgreSQL does, masked as a conninfo and quoted again; the rest of the
+// line is kept.
 func maskConfValue(line string) string {
 	m := confAssign.FindStringIndex(line)
 	if m == nil || !passwordKey.MatchString(line) {
