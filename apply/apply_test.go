@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -250,14 +252,17 @@ func TestExecute(t *testing.T) {
 	}
 }
 
-// TestEnsureAccountNeverMovesAHome: an existing archive account whose home
-// differs from archive.home is refused, never usermod-ed (the postgres
-// user keeps .pgpass and .ssh in its own home); a missing one is created
-// with archive.home.
-func TestEnsureAccountNeverMovesAHome(t *testing.T) {
+// pairInventory is a warm pair with an ssh archive host on PostgreSQL
+// version, its replication role named user ("": the default).
+func pairInventory(t *testing.T, version, user string) *inventory.Inventory {
+	t.Helper()
+	repl := "{mode: warm}"
+	if user != "" {
+		repl = "{mode: warm, user: " + user + "}"
+	}
 	inv, err := inventory.Parse("inv.yaml", []byte(`cluster: main
-postgres: {version: 15, layout: debian}
-replication: {mode: warm}
+postgres: {version: `+version+`, layout: debian}
+replication: `+repl+`
 archive: {host: arch, transport: ssh, path: /srv/a}
 hosts:
   - {name: pg1, address: 10.0.0.1, role: primary}
@@ -267,6 +272,15 @@ hosts:
 	if err != nil {
 		t.Fatal(err)
 	}
+	return inv
+}
+
+// TestEnsureAccountNeverMovesAHome: an existing archive account whose home
+// differs from archive.home is refused, never usermod-ed (the postgres
+// user keeps .pgpass and .ssh in its own home); a missing one is created
+// with archive.home.
+func TestEnsureAccountNeverMovesAHome(t *testing.T) {
+	inv := pairInventory(t, "15", "")
 	for _, c := range []struct {
 		passwd  string // "" = no such account
 		wantErr bool
@@ -305,5 +319,167 @@ hosts:
 		if c.wantCmd != "" && !strings.Contains(strings.Join(cmds, "\n"), c.wantCmd) {
 			t.Errorf("%q: commands %q lack %q", c.passwd, cmds, c.wantCmd)
 		}
+	}
+}
+
+func TestMd5Verifier(t *testing.T) {
+	// echo -n 'correct horse battery staplereplicator' | md5sum
+	const want = "md511a2f706615df87541aa4bc0f61d9fef"
+	if got := Md5Verifier("correct horse battery staple", "replicator"); got != want {
+		t.Fatalf("Md5Verifier = %q, want %q", got, want)
+	}
+	for _, c := range []struct {
+		v      int
+		stored string
+		pw     string
+		want   bool
+	}{
+		{90624, want, "correct horse battery staple", true},
+		{90624, want, "correct horse battery stapl", false},
+		{90624, "correct horse battery staple", "correct horse battery staple", false}, // plaintext is not md5
+		{150004, want, "correct horse battery staple", false},                          // 10+: SCRAM replaces md5
+	} {
+		if got := PasswordMatches(c.v, c.stored, "replicator", c.pw); got != c.want {
+			t.Errorf("PasswordMatches(%d, %q, %q) = %t, want %t", c.v, c.stored, c.pw, got, c.want)
+		}
+	}
+}
+
+// fakeServer answers the role step's psql calls like PostgreSQL of one
+// version: the role query from its pg_authid row, CREATE/ALTER ROLE by
+// storing the literal the way that version does (9.6 keeps an md5 literal
+// and md5-hashes anything else, as password_encryption=on does; 10+ keeps
+// a SCRAM verifier).
+type fakeServer struct {
+	version int
+	exists  bool
+	stored  string
+	sets    []string // the SQL of every CREATE/ALTER ROLE
+}
+
+var passwordLiteral = regexp.MustCompile(`PASSWORD '((?:[^']|'')*)'`)
+
+func (fs *fakeServer) handle(t *testing.T, user string) func(host.Cmd) (host.Result, error) {
+	return func(cmd host.Cmd) (host.Result, error) {
+		if !strings.Contains(cmd.Command, "psql") {
+			return host.Result{}, nil // pg_ctl status: running
+		}
+		sql := string(cmd.Stdin)
+		switch {
+		case strings.Contains(sql, "server_version_num"):
+			out := fmt.Sprintf("%d|", fs.version)
+			if fs.exists {
+				out += "tt|" + fs.stored
+			}
+			return host.Result{Stdout: []byte(out + "\n")}, nil
+		case strings.Contains(sql, " ROLE "):
+			fs.sets = append(fs.sets, sql)
+			m := passwordLiteral.FindStringSubmatch(sql)
+			if m == nil {
+				t.Fatalf("no password literal in %q", sql)
+			}
+			lit := strings.ReplaceAll(m[1], "''", "'")
+			switch {
+			case fs.version >= 100000 || (strings.HasPrefix(lit, "md5") && len(lit) == 35):
+				fs.stored = lit
+			default:
+				fs.stored = Md5Verifier(lit, user)
+			}
+			fs.exists = true
+			return host.Result{}, nil
+		}
+		return host.Result{}, nil
+	}
+}
+
+// TestPrimaryRoleStepVersions: on 9.6 the role gets the md5 verifier of
+// the password (SCRAM does not exist there) and a second apply leaves it
+// alone; from 10 on it gets SCRAM, and a second apply too leaves it alone.
+func TestPrimaryRoleStepVersions(t *testing.T) {
+	const pw = "correct horse battery staple"
+	for _, c := range []struct {
+		pgVersion  string
+		serverNum  int
+		wantPrefix string
+	}{
+		{"9.6", 90624, "md5"},
+		{"13", 130012, "SCRAM-SHA-256$"},
+		{"15", 150004, "SCRAM-SHA-256$"},
+	} {
+		t.Run(c.pgVersion, func(t *testing.T) {
+			inv := pairInventory(t, c.pgVersion, "replicator")
+			srv := &fakeServer{version: c.serverNum}
+			h := host.NewFake("pg1")
+			h.Handler = srv.handle(t, "replicator")
+			var out bytes.Buffer
+			s := NewState(inv, templates.Rendered{}, map[string]host.Host{"pg1": h}, map[string]facts.Facts{}, Options{Password: pw}, NewPrinter(&out, false))
+			for run := 1; run <= 2; run++ {
+				if err := (primaryRoleStep{}).Run(context.Background(), s); err != nil {
+					t.Fatalf("run %d: %v", run, err)
+				}
+			}
+			if len(srv.sets) != 1 {
+				t.Fatalf("CREATE/ALTER ROLE sent %d times over two applies, want once:\n%s", len(srv.sets), strings.Join(srv.sets, ""))
+			}
+			if !strings.HasPrefix(srv.sets[0], "CREATE ROLE") {
+				t.Errorf("first apply sent %q, want CREATE ROLE", srv.sets[0])
+			}
+			if !strings.HasPrefix(srv.stored, c.wantPrefix) {
+				t.Errorf("stored rolpassword %q, want a %s verifier", srv.stored, c.wantPrefix)
+			}
+			if c.serverNum < 100000 && srv.stored != Md5Verifier(pw, "replicator") {
+				t.Errorf("stored %q, want md5(password+user) %q", srv.stored, Md5Verifier(pw, "replicator"))
+			}
+			if strings.Contains(strings.Join(srv.sets, ""), pw) {
+				t.Error("the password itself was sent to the server")
+			}
+			if !strings.Contains(out.String(), "role replicator is up to date") {
+				t.Errorf("second apply did not report the role up to date:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func TestParseRoleState(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want roleState
+		err  bool
+	}{
+		{"90624|", roleState{ServerVersionNum: 90624}, false},
+		{"150004|tt|SCRAM-SHA-256$4096:abc$def:ghi", roleState{150004, true, true, true, "SCRAM-SHA-256$4096:abc$def:ghi"}, false},
+		{"90624|tf|pa|ss", roleState{90624, true, true, false, "pa|ss"}, false},
+		{"150004|ft|", roleState{150004, true, false, true, ""}, false},
+		{"ERROR", roleState{}, true},
+		{"150004|x", roleState{}, true},
+	} {
+		got, err := parseRoleState(c.in)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("parseRoleState(%q) = %+v, %v; want %+v, error %t", c.in, got, err, c.want, c.err)
+		}
+	}
+}
+
+// TestEnsureFileLogsNoDigestOfAPassword: a managed file that holds a
+// password (outside pgwarm's block, put there by the operator) is written
+// without its hash in the output, which would let the password be guessed.
+func TestEnsureFileLogsNoDigestOfAPassword(t *testing.T) {
+	h := host.NewFake("pg2")
+	h.Handler = func(host.Cmd) (host.Result, error) { return host.Result{}, nil }
+	existing := "primary_conninfo = 'host=pg9 password=hunter2'\n"
+	h.SetFile("/etc/pg/postgresql.conf", []byte(existing), 0o644, "postgres:postgres")
+	var out bytes.Buffer
+	s := &State{Out: NewPrinter(&out, false)}
+	f := templates.File{Path: "/etc/pg/postgresql.conf", Block: "settings", Mode: 0o644, Owner: "postgres:postgres",
+		Kind: templates.KindSettingsInclude, Content: []byte("include 'pgwarm.conf'\n")}
+	if _, err := ensureFile(context.Background(), s, h, f); err != nil {
+		t.Fatal(err)
+	}
+	written, _ := h.ReadFile(context.Background(), f.Path)
+	if sum := shortHash(written); strings.Contains(out.String(), sum) || strings.Contains(out.String(), "hunter2") {
+		t.Errorf("output shows the digest %s of a file with a password: %s", sum, out.String())
+	}
+	if !strings.Contains(out.String(), "no hash shown") {
+		t.Errorf("output: %s", out.String())
 	}
 }

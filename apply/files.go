@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/plan"
 	"github.com/pgwarm/pgwarm/templates"
 )
 
@@ -88,9 +89,14 @@ func ensureFile(ctx context.Context, s *State, h host.Host, f templates.File) (b
 	if exists {
 		action = "updated"
 	}
-	if f.Secret {
+	switch {
+	case f.Secret:
 		s.Out.Hostf(h.Name(), "%s %s (secret, mode %04o)", action, f.Path, f.Mode.Perm())
-	} else {
+	case plan.HasSecret(f.Kind, string(want)):
+		// A digest of text with a password in it (one the operator put
+		// outside pgwarm's block) would let the password be guessed.
+		s.Out.Hostf(h.Name(), "%s %s (holds a password; no hash shown)", action, f.Path)
+	default:
 		s.Out.Hostf(h.Name(), "%s %s (sha256 %s)", action, f.Path, shortHash(want))
 	}
 	return true, nil

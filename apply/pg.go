@@ -3,11 +3,13 @@ package apply
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/md5"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"path"
 	"regexp"
@@ -169,6 +171,40 @@ func ScramMatches(stored, password string) bool {
 	}
 	again, err := ScramVerifier(password, salt, iter)
 	return err == nil && subtle.ConstantTimeCompare([]byte(again), []byte(stored)) == 1
+}
+
+// Md5Verifier is PostgreSQL's md5 form of a role's password: "md5" and
+// the hex md5 of the password followed by the role name. It is what 9.6,
+// which has no SCRAM, stores and checks; handed over in this form the
+// password itself never reaches the server.
+func Md5Verifier(password, role string) string {
+	sum := md5.Sum([]byte(password + role))
+	return "md5" + hex.EncodeToString(sum[:])
+}
+
+// scramFrom is the first server_version_num with SCRAM-SHA-256 (10).
+const scramFrom = 100000
+
+// PasswordVerifier is the stored form apply sets for role's password on a
+// server of serverVersionNum: SCRAM-SHA-256 (random salt) from 10 on, md5
+// before. A SCRAM string sent to 9.6 would be taken for the password
+// itself, md5-hashed, and no client could log in.
+func PasswordVerifier(serverVersionNum int, role, password string) (string, error) {
+	if serverVersionNum < scramFrom {
+		return Md5Verifier(password, role), nil
+	}
+	return ScramVerifier(password, nil, 4096)
+}
+
+// PasswordMatches reports whether the stored rolpassword is the verifier
+// PasswordVerifier would set for password, so a second apply leaves the
+// role alone: on 9.6 the md5 of password and role, from 10 on a SCRAM
+// verifier of password (an md5 one there is replaced by SCRAM).
+func PasswordMatches(serverVersionNum int, stored, role, password string) bool {
+	if serverVersionNum < scramFrom {
+		return subtle.ConstantTimeCompare([]byte(stored), []byte(Md5Verifier(password, role))) == 1
+	}
+	return ScramMatches(stored, password)
 }
 
 // RecoveringSegment reads the WAL file the startup process works on from

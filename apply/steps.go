@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/pgwarm/pgwarm/host"
@@ -400,23 +401,28 @@ func (primaryRoleStep) Run(ctx context.Context, s *State) error {
 		}
 	}
 	user := s.Inv.Replication.User
-	stored, err := psql(ctx, s, h, "SELECT coalesce(rolpassword, '') || '|' || rolreplication::text || rolcanlogin::text FROM pg_authid WHERE rolname = "+sqlString(user)+";\n")
+	// The running server's version decides the password's stored form
+	// (md5 on 9.6, SCRAM from 10), not the inventory's.
+	out, err := psql(ctx, s, h, roleQuery(user))
 	if err != nil {
 		return err
 	}
-	pw, flags, _ := strings.Cut(stored, "|")
-	if stored != "" && flags == "truetrue" && ScramMatches(pw, s.Opts.Password) {
+	rs, err := parseRoleState(out)
+	if err != nil {
+		return fmt.Errorf("%s: %w", prim, err)
+	}
+	if rs.Exists && rs.Replication && rs.Login && PasswordMatches(rs.ServerVersionNum, rs.Password, user, s.Opts.Password) {
 		s.Out.Hostf(prim, "role %s is up to date", user)
 	} else {
-		verifier, err := ScramVerifier(s.Opts.Password, nil, 4096)
+		verifier, err := PasswordVerifier(rs.ServerVersionNum, user, s.Opts.Password)
 		if err != nil {
 			return err
 		}
 		verb := "CREATE"
-		if stored != "" {
+		if rs.Exists {
 			verb = "ALTER"
 		}
-		// Only the SCRAM verifier crosses the wire, on stdin.
+		// Only the verifier (SCRAM, or md5 on 9.6) crosses the wire, on stdin.
 		sql := fmt.Sprintf("%s ROLE %s WITH REPLICATION LOGIN PASSWORD %s;\n", verb, sqlIdent(user), sqlString(verifier))
 		if _, err := psql(ctx, s, h, sql); err != nil {
 			return err
@@ -436,6 +442,51 @@ func (primaryRoleStep) Run(ctx context.Context, s *State) error {
 		}
 	}
 	return nil
+}
+
+// roleQuery reads, in one line, the server's version and the replication
+// role's flags and stored password: "VERSION|" when the role is absent,
+// "VERSION|REPLICATION LOGIN|ROLPASSWORD" (booleans as t/f) when present.
+// The password comes last: a plaintext one may hold any character.
+func roleQuery(user string) string {
+	return "SELECT current_setting('server_version_num') || '|' || coalesce((SELECT " +
+		"(CASE WHEN rolreplication THEN 't' ELSE 'f' END) || (CASE WHEN rolcanlogin THEN 't' ELSE 'f' END) || '|' || coalesce(rolpassword, '') " +
+		"FROM pg_authid WHERE rolname = " + sqlString(user) + "), '');\n"
+}
+
+// roleState is roleQuery's answer.
+type roleState struct {
+	ServerVersionNum   int
+	Exists             bool
+	Replication, Login bool
+	Password           string // rolpassword: a verifier, "" for none
+}
+
+func parseRoleState(out string) (roleState, error) {
+	v, rest, ok := strings.Cut(out, "|")
+	n, err := strconv.Atoi(v)
+	if !ok || err != nil {
+		return roleState{}, fmt.Errorf("unexpected answer to the role query: %q is not a server_version_num", truncate(v, 20))
+	}
+	rs := roleState{ServerVersionNum: n}
+	if rest == "" {
+		return rs, nil
+	}
+	flags, pw, ok := strings.Cut(rest, "|")
+	if !ok || len(flags) != 2 {
+		return roleState{}, fmt.Errorf("unexpected answer to the role query: no REPLICATION/LOGIN flags")
+	}
+	rs.Exists, rs.Replication, rs.Login, rs.Password = true, flags[0] == 't', flags[1] == 't', pw
+	return rs, nil
+}
+
+// truncate keeps an unexpected answer short in an error message; only
+// the version field is ever shown (what follows may be a verifier).
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 type primaryReloadStep struct{}

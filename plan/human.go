@@ -37,6 +37,7 @@ func (c palette) action(a Action) string {
 // ones, secrets masked, and the summary line. colour adds ANSI colours.
 func Human(w io.Writer, p Plan, colour bool) error {
 	c := colours(colour)
+	p = p.masked()
 	var b strings.Builder
 	for _, h := range p.Hosts {
 		fmt.Fprintf(&b, "%s%s (%s, %s)%s", c.bold, h.Name, h.Role, h.Address, c.reset)
@@ -112,16 +113,16 @@ func writeChange(b *strings.Builder, c palette, ch Change) {
 	case ch.Binary:
 		fmt.Fprintf(b, "%s(binary, sha256 %s)\n", indent, ch.AfterHash)
 	case ch.Action == Create && ch.After != "":
-		writeBody(b, c, ch.After)
+		writeBody(b, c, ch.Kind, ch.After)
 	case ch.Action == Modify:
-		writeDiff(b, c, UnifiedDiff(ch.Before, ch.After))
+		writeDiff(b, c, ch.Kind, UnifiedDiff(ch.Before, ch.After))
 	}
 	if ch.AfterUnknown {
 		fmt.Fprintf(b, "%s(parts known after apply: keys generated or read during apply)\n", indent)
 	}
 }
 
-func writeBody(b *strings.Builder, c palette, text string) {
+func writeBody(b *strings.Builder, c palette, kind, text string) {
 	if !utf8.ValidString(text) {
 		fmt.Fprintf(b, "%s(%d bytes, not text)\n", indent, len(text))
 		return
@@ -132,11 +133,11 @@ func writeBody(b *strings.Builder, c palette, text string) {
 			fmt.Fprintf(b, "%s%s… %d more lines%s\n", indent, c.dim, len(lines)-maxShown, c.reset)
 			break
 		}
-		fmt.Fprintf(b, "%s%s+ %s%s\n", indent, c.add, strings.TrimSuffix(l, "\n"), c.reset)
+		fmt.Fprintf(b, "%s%s+ %s%s\n", indent, c.add, MaskLine(kind, strings.TrimSuffix(l, "\n")), c.reset)
 	}
 }
 
-func writeDiff(b *strings.Builder, c palette, diff string) {
+func writeDiff(b *strings.Builder, c palette, kind, diff string) {
 	for _, l := range splitLines(diff) {
 		l = strings.TrimSuffix(l, "\n")
 		col := ""
@@ -147,6 +148,11 @@ func writeDiff(b *strings.Builder, c palette, diff string) {
 			col = c.add
 		case strings.HasPrefix(l, "-"):
 			col = c.del
+		}
+		// Every content line is masked again on its own, after its
+		// one-character prefix: no password reaches the screen.
+		if l != "" && strings.ContainsRune("+- ", rune(l[0])) && l != "--- before" && l != "+++ after" {
+			l = l[:1] + MaskLine(kind, l[1:])
 		}
 		fmt.Fprintf(b, "%s%s%s%s\n", indent, col, l, c.reset)
 	}

@@ -22,8 +22,10 @@ import (
 	"github.com/pgwarm/pgwarm/templates"
 )
 
-// FormatVersion is the version of the saved plan's JSON layout.
-const FormatVersion = 1
+// FormatVersion is the version of the saved plan's JSON layout. 2: no
+// digest of a secret file (Observe), masked passwords, so a plan of
+// version 1 (which has them) is refused.
+const FormatVersion = 2
 
 // Action is what a change does.
 type Action string
@@ -72,7 +74,10 @@ type Change struct {
 	Subject string `json:"subject,omitempty"` // what a ! does: "seed standby from a base backup of pg1"
 	Kind    string `json:"kind"`              // templates.Kind*, or "action"
 	// Before and After are the whole content (for Block files the whole
-	// file, merged), Masked for secrets, empty for directories and binaries.
+	// file, merged), Masked for secrets, empty for directories and binaries,
+	// with any password in them masked (MaskSecrets). The hashes are those
+	// of the content; they are left out for secrets and for content that
+	// holds a password.
 	Before     string `json:"before,omitempty"`
 	After      string `json:"after,omitempty"`
 	BeforeHash string `json:"before_sha256,omitempty"`
@@ -274,7 +279,7 @@ func Compute(in Input) (Plan, error) {
 func hostPlan(in Input, h inventory.Host) (HostPlan, error) {
 	inv := in.Inventory
 	f := in.Facts[h.Name]
-	hp := HostPlan{Name: h.Name, Role: string(h.Role), Address: h.Address, Changes: []Change{}, Observed: Observe(f)}
+	hp := HostPlan{Name: h.Name, Role: string(h.Role), Address: h.Address, Changes: []Change{}, Observed: ObserveHost(in.Rendered, h.Name, in.Facts)}
 	seed := h.Role == inventory.RoleStandby && seedReason(inv, in.Facts, h) != ""
 	keep := templates.Rendered{Hosts: in.Rendered.Hosts}.ForHost(h.Name, f.Systemd)
 
@@ -306,6 +311,12 @@ func hostPlan(in Input, h inventory.Host) (HostPlan, error) {
 	}
 	sort.SliceStable(actions, func(i, j int) bool { return actionRank(actions[i]) < actionRank(actions[j]) })
 	hp.Changes = append(files, actions...)
+	// Masked last: the restart decision above reads the real settings.
+	for i := range hp.Changes {
+		if c := &hp.Changes[i]; !c.Sensitive {
+			c.Before, c.After = MaskSecrets(c.Kind, c.Before), MaskSecrets(c.Kind, c.After)
+		}
+	}
 	return hp, nil
 }
 
@@ -427,9 +438,15 @@ func fileChange(in Input, h inventory.Host, f facts.Facts, rf templates.File) (*
 		ch.Action = Modify
 	}
 	ch.AfterUnknown = unknown
-	ch.BeforeHash = cur.SHA256
-	if !unknown {
-		ch.AfterHash = afterHash
+	// A digest of a secret (or of a file holding a password) would let a
+	// password be guessed offline against it: none is carried.
+	if !rf.Secret {
+		if !HasSecret(rf.Kind, before) {
+			ch.BeforeHash = cur.SHA256
+		}
+		if !unknown && !HasSecret(rf.Kind, after) {
+			ch.AfterHash = afterHash
+		}
 	}
 	if rf.Secret {
 		if cur.Exists() {
@@ -440,6 +457,15 @@ func fileChange(in Input, h inventory.Host, f facts.Facts, rf templates.File) (*
 		ch.Before, ch.After = before, after
 	}
 	return ch, nil
+}
+
+// shownHash is the host file's sha256 for the plan, or "" when it is a
+// secret's or the file holds a password.
+func shownHash(rf templates.File, cur facts.File) string {
+	if rf.Secret || (cur.Content != nil && HasSecret(rf.Kind, *cur.Content)) {
+		return ""
+	}
+	return cur.SHA256
 }
 
 func archOrUnknown(a string) string {
@@ -519,7 +545,7 @@ func removals(in Input, h inventory.Host, f facts.Facts, keep []templates.File) 
 			if rf.Kind == templates.KindSystemd {
 				other = "cron"
 			}
-			out = append(out, Change{Action: Remove, Path: rf.Path, Kind: rf.Kind, BeforeHash: cur.SHA256,
+			out = append(out, Change{Action: Remove, Path: rf.Path, Kind: rf.Kind, BeforeHash: shownHash(rf, cur),
 				BeforeMode: modeOwner(cur.Mode, cur.Owner, cur.Group), Reason: "this host runs the job with " + other + " instead"})
 		}
 	}

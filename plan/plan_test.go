@@ -174,7 +174,7 @@ func TestCheckFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckFresh(saved, in.InventoryHash, "test", in.Facts); err != nil {
+	if err := CheckFresh(saved, in.InventoryHash, "test", in.Facts, in.Rendered); err != nil {
 		t.Fatalf("unchanged hosts: %v", err)
 	}
 	t.Run("file changed", func(t *testing.T) {
@@ -182,7 +182,7 @@ func TestCheckFresh(t *testing.T) {
 		f := cur["pg1"].Files["/etc/postgresql/15/main/pg_hba.conf"]
 		f.SHA256 = strings.Repeat("0", 64)
 		cur["pg1"].Files["/etc/postgresql/15/main/pg_hba.conf"] = f
-		err := CheckFresh(saved, in.InventoryHash, "test", cur)
+		err := CheckFresh(saved, in.InventoryHash, "test", cur, in.Rendered)
 		if !errors.Is(err, ErrStale) || !strings.Contains(err.Error(), "pg1: /etc/postgresql/15/main/pg_hba.conf changed") {
 			t.Errorf("got %v", err)
 		}
@@ -190,12 +190,12 @@ func TestCheckFresh(t *testing.T) {
 	t.Run("standby stopped", func(t *testing.T) {
 		cur := clone(t, in.Facts)
 		cur["pg2"].DataDir.Running = false
-		if err := CheckFresh(saved, in.InventoryHash, "test", cur); err == nil || !strings.Contains(err.Error(), "pg2: data directory") {
+		if err := CheckFresh(saved, in.InventoryHash, "test", cur, in.Rendered); err == nil || !strings.Contains(err.Error(), "pg2: data directory") {
 			t.Errorf("got %v", err)
 		}
 	})
 	t.Run("inventory and version", func(t *testing.T) {
-		err := CheckFresh(saved, "other", "v2", in.Facts)
+		err := CheckFresh(saved, "other", "v2", in.Facts, in.Rendered)
 		if err == nil || !strings.Contains(err.Error(), "inventory") || !strings.Contains(err.Error(), "pgwarm test") {
 			t.Errorf("got %v", err)
 		}

@@ -41,28 +41,36 @@ func parseConf(text string) []confLine {
 // confValue returns the unquoted value, without a trailing comment.
 func confValue(s string) string {
 	if strings.HasPrefix(s, "'") {
-		var b strings.Builder
-		for i := 1; i < len(s); i++ {
-			c := s[i]
-			switch {
-			case c == '\\' && i+1 < len(s):
-				i++
-				b.WriteByte(s[i])
-			case c == '\'' && i+1 < len(s) && s[i+1] == '\'':
-				i++
-				b.WriteByte('\'')
-			case c == '\'':
-				return b.String()
-			default:
-				b.WriteByte(c)
-			}
-		}
-		return b.String()
+		v, _ := unquoteConf(s)
+		return v
 	}
 	if i := strings.IndexByte(s, '#'); i >= 0 {
 		s = s[:i]
 	}
 	return strings.TrimSpace(s)
+}
+
+// unquoteConf reads the quoted postgresql.conf value s starts with (its
+// first byte a quote; doubled quotes and backslashes escape) and returns
+// it and the index just past its closing quote, -1 when there is none.
+func unquoteConf(s string) (string, int) {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			i++
+			b.WriteByte(s[i])
+		case c == '\'' && i+1 < len(s) && s[i+1] == '\'':
+			i++
+			b.WriteByte('\'')
+		case c == '\'':
+			return b.String(), i + 1
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), -1
 }
 
 // effective evaluates a main postgresql.conf whose include of settingsFile

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/pgwarm/pgwarm/internal/cliargs"
 	"github.com/pgwarm/pgwarm/wal"
 	"github.com/pgwarm/pgwarm/wal/archive"
 	"github.com/urfave/cli/v2"
@@ -74,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	}()
 
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, cliargs.Reorder(app, args))
 	select {
 	case got = <-sigSeen:
 	default:
@@ -147,7 +148,7 @@ func openArchive(c *cli.Context) (archive.Archive, error) {
 
 func needArgs(c *cli.Context, names ...string) error {
 	if c.NArg() != len(names) {
-		return archive.Errorf(archive.KindBadInput, "expected %d arguments (%s), got %d; flags go before arguments", len(names), strings.Join(names, " "), c.NArg())
+		return archive.Errorf(archive.KindBadInput, "expected %d arguments (%s), got %d (a file name that starts with - goes after --)", len(names), strings.Join(names, " "), c.NArg())
 	}
 	return nil
 }

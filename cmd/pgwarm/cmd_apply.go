@@ -40,14 +40,14 @@ func applyCommand() *cli.Command {
 			inventoryFlag(),
 			&cli.BoolFlag{Name: "auto-approve", Usage: "do not ask for confirmation"},
 			&cli.BoolFlag{Name: "force-unlock", Usage: "remove an apply lock left by a run that is known to be dead"},
-		}, sshFlags()...),
+		}, append(sshFlags(), parallelFlag())...),
 		Action: applyAction,
 	}
 }
 
 func applyAction(c *cli.Context) error {
-	if c.NArg() > 1 {
-		return exitStatus{code: 1, msg: "pgwarm apply: at most one PLANFILE"}
+	if err := checkArgs(c, 0, 1, "at most one PLANFILE"); err != nil {
+		return err
 	}
 	planFile := c.Args().First()
 	file := c.String("inventory")
@@ -86,7 +86,7 @@ func applyAction(c *cli.Context) error {
 
 	out := c.App.Writer
 	if planFile != "" {
-		if err := plan.CheckFresh(saved, plan.Hash(invBytes), version(), f); err != nil {
+		if err := plan.CheckFresh(saved, plan.Hash(invBytes), version(), f, r); err != nil {
 			return fmt.Errorf("%s: refusing the saved plan: %w", planFile, err)
 		}
 		fmt.Fprintf(out, "%s: the saved plan is current; applying it\n", planFile)

@@ -29,8 +29,10 @@ func planCommand() *cli.Command {
 		Description: "Connects to every host, reads what is there (one read-only probe per host, nothing\n" +
 			"written), and prints every change apply would make: + create, ~ modify (with a\n" +
 			"unified diff), - remove, ! one-shot action (seed, install, restart, reload).\n" +
-			"Secrets are masked. --out saves the plan with the observed hashes so that\n" +
-			"apply refuses it once any host or the inventory has changed.",
+			"Secrets are masked, and so is any password found in a managed file. --out saves\n" +
+			"the plan with what it observed (no digest of a secret: secret files are recorded\n" +
+			"as matching the inventory or not) so that apply refuses it once any host or the\n" +
+			"inventory has changed.",
 		Flags: append([]cli.Flag{
 			inventoryFlag(),
 			&cli.StringFlag{Name: "out", Usage: "save the plan to `FILE` (JSON, mode 0600)"},
@@ -38,7 +40,8 @@ func planCommand() *cli.Command {
 			&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 0 when nothing would change, 2 when changes are pending (1 is an error)"},
 			&cli.StringSliceFlag{Name: "limit", Usage: "only these `HOSTS` (comma-separated)"},
 			&cli.BoolFlag{Name: "stats", Usage: "print per-host timings and SSH round trips to stderr", Hidden: true},
-		}, sshFlags()...),
+		}, append(sshFlags(), parallelFlag())...),
+		Before: noArgs,
 		Action: planAction,
 	}
 }
@@ -171,7 +174,7 @@ func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventor
 			return fmt.Errorf("%s: facts: %w", name, err)
 		}
 		t := time.Now()
-		h, res, err := host.DialRun(ctx, cfg, cmd)
+		h, res, err := dialRun(ctx, opt.dial, cfg, cmd)
 		if err != nil {
 			var he *host.Error
 			if errors.As(err, &he) && he.Op == "connect" {
@@ -195,6 +198,24 @@ func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventor
 		return nil, nil, err
 	}
 	return out, st, nil
+}
+
+// dialRun is host.DialRun (the probe as the connection's first command),
+// or dial then Run when a test dials.
+func dialRun(ctx context.Context, dial dialFunc, cfg host.Config, cmd host.Cmd) (host.Host, host.Result, error) {
+	if dial == nil {
+		return host.DialRun(ctx, cfg, cmd)
+	}
+	h, err := dial(ctx, cfg)
+	if err != nil {
+		return nil, host.Result{}, err
+	}
+	res, err := h.Run(ctx, cmd)
+	if err != nil {
+		h.Close()
+		return nil, res, err
+	}
+	return h, res, nil
 }
 
 // stats are plan's timings, for --stats: per host the connection and its

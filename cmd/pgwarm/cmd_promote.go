@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"os"
 	"time"
 
-	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/ops"
 	"github.com/urfave/cli/v2"
@@ -22,26 +20,25 @@ func promoteCommand() *cli.Command {
 			"promoted around, then tried again for --late-fence and fenced if it comes back. Lets\n" +
 			"the new primary add to an ssh archive, promotes with pg_ctl promote, waits until a\n" +
 			"write is acknowledged and prints the time from the start of the command to it.",
-		Flags: []cli.Flag{inventoryFlag(),
+		Flags: append([]cli.Flag{inventoryFlag(),
 			&cli.BoolFlag{Name: "update-inventory", Usage: "write the swapped roles into the inventory file (comments kept)"},
 			&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "wait at most `D` for the promoted host to accept a write"},
-			&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "SSH connect timeout per host"},
 			&cli.DurationFlag{Name: "fence-timeout", Value: 500 * time.Millisecond, Usage: "TCP connect timeout for the inventory's primary: no answer within `D` and it is promoted around (then tried again for --late-fence)"},
 			&cli.DurationFlag{Name: "late-fence", Value: 10 * time.Second, Usage: "after promoting around an unreachable primary, keep trying for `D` to reach and fence it (0: do not)"},
-		},
+		}, sshFlags()...),
 		Action: promoteAction,
 	}
 }
 
 func promoteAction(c *cli.Context) error {
-	if c.NArg() > 1 {
-		return exitStatus{code: 1, msg: "pgwarm promote: at most one HOST"}
+	if err := checkArgs(c, 0, 1, "at most one HOST"); err != nil {
+		return err
 	}
 	inv, err := inventory.Load(c.String("inventory"))
 	if err != nil {
 		return err
 	}
-	pool, err := ops.NewPoolWith(inv, c.Duration("connect-timeout"), map[string]time.Duration{inv.Primary().Name: c.Duration("fence-timeout")})
+	pool, err := newPool(c, inv, map[string]time.Duration{inv.Primary().Name: c.Duration("fence-timeout")})
 	if err != nil {
 		return err
 	}
@@ -49,9 +46,6 @@ func promoteAction(c *cli.Context) error {
 	p := &ops.Printer{W: c.App.Writer, Color: c.App.Writer == os.Stdout && ops.UseColor(os.Stdout)}
 	return ops.Promote(c.Context, inv, pool, ops.PromoteOptions{
 		Target: c.Args().First(), WriteTimeout: c.Duration("timeout"), UpdateInventory: c.Bool("update-inventory"),
-		LateFence: c.Duration("late-fence"), Redial: func(ctx context.Context, name string) (host.Host, error) {
-			h, _ := inv.Host(name)
-			return host.Dial(ctx, ops.HostConfig(inv, h, c.Duration("connect-timeout")))
-		},
+		LateFence: c.Duration("late-fence"), Redial: redial(c, inv),
 	}, p)
 }

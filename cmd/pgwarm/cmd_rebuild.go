@@ -19,24 +19,23 @@ func rebuildCommand() *cli.Command {
 			"than the current primary's is stopped first. auto tries pg_rewind and falls back\n" +
 			"to a base backup; then the standby settings for the current primary are written,\n" +
 			"its automatic start re-enabled, it is started and proven to replay a canary.",
-		Flags: []cli.Flag{inventoryFlag(),
+		Flags: append([]cli.Flag{inventoryFlag(),
 			&cli.StringFlag{Name: "method", Value: "auto", Usage: "auto|rewind|basebackup"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "wait at most `D` for the rebuilt standby to replay the canary"},
-			&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "SSH connect timeout per host"},
-		},
+		}, sshFlags()...),
 		Action: rebuildAction,
 	}
 }
 
 func rebuildAction(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return exitStatus{code: 1, msg: "pgwarm rebuild: exactly one HOST"}
+	if err := checkArgs(c, 1, 1, "one HOST"); err != nil {
+		return err
 	}
 	inv, err := inventory.Load(c.String("inventory"))
 	if err != nil {
 		return err
 	}
-	pool, err := ops.NewPool(inv, c.Duration("connect-timeout"))
+	pool, err := newPool(c, inv, nil)
 	if err != nil {
 		return err
 	}

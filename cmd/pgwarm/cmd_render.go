@@ -20,6 +20,7 @@ func renderCommand() *cli.Command {
 			"uploads (SSH keys, the pgwarm-wal binary) are not written. Placeholders such as\n" +
 			"{{key:pg1}} are filled in by apply.",
 		Flags:  []cli.Flag{inventoryFlag(), &cli.StringFlag{Name: "dir", Usage: "output `DIR`", Required: true}},
+		Before: noArgs,
 		Action: renderAction,
 	}
 }

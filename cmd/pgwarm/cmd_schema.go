@@ -10,6 +10,7 @@ func schemaCommand() *cli.Command {
 		Name:   "schema",
 		Usage:  "print the inventory JSON Schema (for editors)",
 		Flags:  []cli.Flag{},
+		Before: noArgs,
 		Action: schemaAction,
 	}
 }

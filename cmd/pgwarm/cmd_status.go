@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/ops"
@@ -16,11 +15,11 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "one row per host: role, state, timeline, LSNs, lag, archiver health",
-		Flags: []cli.Flag{inventoryFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		Flags: append([]cli.Flag{inventoryFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			&cli.StringFlag{Name: "max-lag", Value: "64MiB", Usage: "a standby further behind than `SIZE` (bytes, kB/MB/GB, KiB/MiB/GiB) is degraded"},
 			&cli.DurationFlag{Name: "max-lag-time", Value: def.MaxLagTime, Usage: "a standby behind for longer than `D` is degraded"},
-			&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "SSH connect timeout per host"},
-		},
+		}, sshFlags()...),
+		Before: noArgs,
 		Action: statusAction,
 	}
 }
@@ -35,7 +34,7 @@ func statusAction(c *cli.Context) error {
 		return fmt.Errorf("--max-lag: %w", err)
 	}
 	th.MaxLagTime = c.Duration("max-lag-time")
-	pool, err := ops.NewPool(inv, c.Duration("connect-timeout"))
+	pool, err := newPool(c, inv, nil)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ func validateCommand() *cli.Command {
 		Name:   "validate",
 		Usage:  "check the inventory offline",
 		Flags:  []cli.Flag{inventoryFlag()},
+		Before: noArgs,
 		Action: validateAction,
 	}
 }

@@ -13,7 +13,8 @@ func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "verify",
 		Usage:  "write a canary on the primary and wait until the standby has replayed it",
-		Flags:  []cli.Flag{inventoryFlag(), &cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up after `D`"}},
+		Flags:  append([]cli.Flag{inventoryFlag(), &cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up after `D`"}}, sshFlags()...),
+		Before: noArgs,
 		Action: verifyAction,
 	}
 }
@@ -23,7 +24,7 @@ func verifyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pool, err := ops.NewPool(inv, 10*time.Second) // the host layer's default; the sudo check is part of it
+	pool, err := newPool(c, inv, nil)
 	if err != nil {
 		return err
 	}

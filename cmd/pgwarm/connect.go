@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -17,11 +18,33 @@ func hostConfig(inv *inventory.Inventory, h inventory.Host) host.Config {
 	return ops.HostConfig(inv, h, 0)
 }
 
+// dialFunc connects one host; host.Dial, or a fake in tests.
+type dialFunc func(ctx context.Context, cfg host.Config) (host.Host, error)
+
+// dialMetadata is the App.Metadata key under which tests put a dialFunc
+// (per app, so no package state): every command that reaches hosts dials
+// through dialer, so a test sees the configs the command line produced.
+const dialMetadata = "pgwarm.dial"
+
+// dialOverride is the test's dialFunc, nil when there is none.
+func dialOverride(c *cli.Context) dialFunc {
+	d, _ := c.App.Metadata[dialMetadata].(dialFunc)
+	return d
+}
+
+func dialer(c *cli.Context) dialFunc {
+	if d := dialOverride(c); d != nil {
+		return d
+	}
+	return host.Dial
+}
+
 // dialOptions are the command line's say on connecting (sshFlags); nil
 // tweak means the inventory's settings as they are.
 type dialOptions struct {
 	tweak    func(host.Config) host.Config
 	parallel int
+	dial     dialFunc // nil: host.Dial (plan: host.DialRun)
 }
 
 // sshDialOptions reads the ssh flags of commands that define them.
@@ -29,6 +52,39 @@ func sshDialOptions(c *cli.Context) dialOptions {
 	return dialOptions{
 		tweak:    func(cfg host.Config) host.Config { return applySSHFlags(c, cfg) },
 		parallel: parallelLimit(c),
+		dial:     dialOverride(c),
+	}
+}
+
+// configFor is how the command of c logs in to h: the inventory's
+// settings with the command line's SSH options over them.
+func configFor(c *cli.Context, inv *inventory.Inventory, h inventory.Host) host.Config {
+	return applySSHFlags(c, hostConfig(inv, h))
+}
+
+// newPool is the pool of every inventory host for the commands of ops
+// (status, verify, promote, rebuild), dialing with the SSH options of c.
+// dial gives some hosts a TCP connect timeout of their own.
+func newPool(c *cli.Context, inv *inventory.Inventory, dial map[string]time.Duration) (*host.Pool, error) {
+	cfgs := make([]host.Config, 0, len(inv.Hosts))
+	for _, h := range inv.Hosts {
+		cfg := configFor(c, inv, h)
+		cfg.DialTimeout = dial[h.Name]
+		cfgs = append(cfgs, cfg)
+	}
+	p, err := host.NewPool(cfgs...)
+	if err != nil {
+		return nil, err
+	}
+	p.Dial = dialer(c)
+	return p, nil
+}
+
+// redial connects one inventory host again, with the same options.
+func redial(c *cli.Context, inv *inventory.Inventory) func(ctx context.Context, name string) (host.Host, error) {
+	return func(ctx context.Context, name string) (host.Host, error) {
+		h, _ := inv.Host(name)
+		return dialer(c)(ctx, configFor(c, inv, h))
 	}
 }
 
@@ -47,13 +103,17 @@ func connect(ctx context.Context, inv *inventory.Inventory, hosts []inventory.Ho
 			c.Close()
 		}
 	}
+	dial := opt.dial
+	if dial == nil {
+		dial = host.Dial
+	}
 	err = host.ParallelNames(ctx, opt.parallel, names, func(ctx context.Context, name string) error {
 		ih, _ := inv.Host(name)
 		cfg := hostConfig(inv, ih)
 		if opt.tweak != nil {
 			cfg = opt.tweak(cfg)
 		}
-		c, err := host.Dial(ctx, cfg)
+		c, err := dial(ctx, cfg)
 		if err != nil {
 			return err
 		}

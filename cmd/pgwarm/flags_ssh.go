@@ -12,18 +12,14 @@ import (
 // once; a pair plus its archive host fits in one round.
 const defaultParallel = 8
 
-// sshFlags are the connection flags of every command that reaches hosts.
+// sshFlags are the connection flags of every command that reaches hosts
+// (status, verify, promote, rebuild, plan, apply).
 func sshFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{
 			Name:    "accept-new-host-keys",
 			Usage:   "record the key of a host not yet in known_hosts (a CHANGED key is still refused)",
 			EnvVars: []string{"PGWARM_ACCEPT_NEW_HOST_KEYS"},
-		},
-		&cli.IntFlag{
-			Name:  "parallel",
-			Value: defaultParallel,
-			Usage: "work on at most `N` hosts at once",
 		},
 		&cli.StringFlag{
 			Name:    "ssh-config",
@@ -35,6 +31,15 @@ func sshFlags() []cli.Flag {
 			Value: 10 * time.Second,
 			Usage: "give up connecting to a host after `D`",
 		},
+	}
+}
+
+// parallelFlag bounds the hosts plan and apply work on at once.
+func parallelFlag() cli.Flag {
+	return &cli.IntFlag{
+		Name:  "parallel",
+		Value: defaultParallel,
+		Usage: "work on at most `N` hosts at once",
 	}
 }
 

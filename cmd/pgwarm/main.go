@@ -5,9 +5,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/pgwarm/pgwarm/internal/cliargs"
 )
 
 func main() {
@@ -16,9 +20,14 @@ func main() {
 
 // run is main without os.Exit, so tests can drive the whole CLI.
 func run(args []string) int {
-	app := newApp()
-	err := app.Run(args)
-	return exitCode(err, os.Stderr)
+	return runApp(newApp(), args, os.Stderr)
+}
+
+// runApp runs app with its flags allowed after positional arguments, as
+// SPEC prints them (`pgwarm rebuild pg2 --method rewind`), and returns
+// the exit status.
+func runApp(app *cli.App, args []string, stderr io.Writer) int {
+	return exitCode(app.Run(cliargs.Reorder(app, args)), stderr)
 }
 
 // exitStatus lets a command ask for a specific non-error exit status
@@ -31,7 +40,7 @@ type exitStatus struct {
 func (e exitStatus) Error() string { return e.msg }
 
 // exitCode is the one place where errors become exit statuses.
-func exitCode(err error, stderr *os.File) int {
+func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
@@ -83,6 +92,35 @@ func commands() []*cli.Command {
 		schemaCommand(),
 	}
 }
+
+// checkArgs refuses a positional argument count outside [min, max],
+// naming what the command takes; the usual slip, an inventory given as an
+// argument (`pgwarm validate prod.yaml`), gets the flag that takes it.
+func checkArgs(c *cli.Context, min, max int, what string) error {
+	n := c.NArg()
+	if n >= min && n <= max {
+		return nil
+	}
+	name := "pgwarm " + c.Command.Name
+	if n < min {
+		return exitStatus{code: 1, msg: fmt.Sprintf("%s: expected %s, got none", name, what)}
+	}
+	hint := " (the inventory is given with -i FILE or PGWARM_INVENTORY=FILE)"
+	if c.Command.Name == "schema" {
+		hint = ""
+	}
+	quoted := make([]string, n)
+	for i, a := range c.Args().Slice() {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	if max == 0 {
+		return exitStatus{code: 1, msg: fmt.Sprintf("%s takes no arguments, got %s%s", name, strings.Join(quoted, " "), hint)}
+	}
+	return exitStatus{code: 1, msg: fmt.Sprintf("%s: expected %s, got %d arguments (%s)%s", name, what, n, strings.Join(quoted, " "), hint)}
+}
+
+// noArgs is the Before of every command without positional arguments.
+func noArgs(c *cli.Context) error { return checkArgs(c, 0, 0, "") }
 
 // notImplemented is what a command that a later issue builds says; it
 // prints no fake output and exits 1.
