@@ -238,6 +238,12 @@ func TestPostgresArchiveStandbyPromote(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The backup history file pg_basebackup left and the history file of
+	// the promotion were stored: what PostgreSQL writes passes the checks
+	// of their kinds (CheckContentKind), on ship and on verify.
+	if backups, _ := filepath.Glob(filepath.Join(arch, "wal", "*.backup")); len(backups) == 0 {
+		t.Fatalf("no backup history file archived after pg_basebackup")
+	}
 	r := runBin(t, nil, nil, "verify", "--archive", arch)
 	if r.code != 0 {
 		t.Fatalf("verify after failover: %d\n%s%s", r.code, r.stdout, r.stderr)
