@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgwarm/pgwarm/wal/segname"
 	"github.com/pgwarm/pgwarm/wal/walfile"
 )
 
@@ -28,7 +29,7 @@ const (
 func TestArchiveSuite(t *testing.T) {
 	backends := []func(*testing.T) backend{
 		localBackend, fileURLBackend,
-		func(t *testing.T) backend { return sshBackend(t, "push,get,cleanup,list,verify") },
+		func(t *testing.T) backend { return sshBackend(t, suiteRights(1)) },
 	}
 	for _, mk := range backends {
 		name := mk(t).name
@@ -49,6 +50,10 @@ func TestArchiveSuite(t *testing.T) {
 	}
 }
 
+// suiteRights are the rights of the suite's ssh key while it writes
+// timeline tli (a promotion moves them, as pgwarm promote does).
+func suiteRights(tli int) string { return fmt.Sprintf("push@%d,get,cleanup,list,verify", tli) }
+
 func suiteRoundTrip(t *testing.T, b backend) {
 	src := t.TempDir()
 	for i, n := range []string{seg1, seg2, seg3} {
@@ -56,6 +61,7 @@ func suiteRoundTrip(t *testing.T, b backend) {
 		b.run(t, "ship", "--archive", b.url, p, n).want(t, 0)
 	}
 	hist := writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n"))
+	b.grant(t, suiteRights(2)) // promoted
 	b.run(t, "ship", "--archive", b.url, hist, "00000002.history").want(t, 0)
 	for _, c := range []string{"gzip", "none"} {
 		n := map[string]string{"gzip": "000000020000000000000003", "none": "000000020000000000000004"}[c]
@@ -120,6 +126,7 @@ func suiteDuplicates(t *testing.T, b backend) {
 	}
 
 	h1 := writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tbefore\n"))
+	b.grant(t, suiteRights(2))
 	b.run(t, "ship", "--archive", b.url, h1, "00000002.history").want(t, 0)
 	b.run(t, "ship", "--archive", b.url, h1, "00000002.history").want(t, 0)
 	h2 := writeFile(t, t.TempDir(), "00000002.history", []byte("1\t0/4000000\tother promotion\n"))
@@ -195,6 +202,9 @@ func suiteCleanupGaps(t *testing.T, b backend) {
 	src := t.TempDir()
 	names := []string{seg1, seg2, seg3, seg5, "000000010000000000000003.partial"}
 	for i, n := range names {
+		if strings.HasSuffix(n, ".partial") {
+			b.grant(t, suiteRights(2)) // the promoted primary archives the .partial
+		}
 		b.run(t, "ship", "--archive", b.url, writeFile(t, src, n, fakeSegment(n, sysA, int64(i))), n).want(t, 0)
 	}
 	b.run(t, "ship", "--archive", b.url, writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n")), "00000002.history").want(t, 0)
@@ -474,13 +484,17 @@ func suiteContentKinds(t *testing.T, b backend) {
 		{"000000010000000000000001.00000028.backup", []byte("START WAL LOCATION: 0/1000028 (file 000000010000000000000001)\n\x00\xd1"), "line 2 holds binary data"},
 		{"000000010000000000000001.00000028.backup", []byte("START WAL LOCATION: 0/1000030 (file 000000010000000000000001)\n"), "not at offset 00000028"},
 	} {
+		n, _ := segname.Parse(c.name)
+		b.grant(t, suiteRights(int(n.TLI))) // so what is checked is the content
 		ship(c.name, c.content).want(t, 4, c.name, c.why)
 		if stored(c.name) {
 			t.Fatalf("%s stored with content that is not one", c.name)
 		}
 	}
 	// What PostgreSQL writes is stored.
+	b.grant(t, suiteRights(3))
 	ship("00000003.history", []byte("1\t0/3000000\tno recovery target specified\n\n2\t0/5000000\tno recovery target specified\n")).want(t, 0)
+	b.grant(t, suiteRights(1))
 	ship("000000010000000000000001.00000028.backup", []byte("START WAL LOCATION: 0/1000028 (file 000000010000000000000001)\n"+
 		"STOP WAL LOCATION: 0/1000100 (file 000000010000000000000001)\nCHECKPOINT LOCATION: 0/1000060\nBACKUP METHOD: streamed\n"+
 		"BACKUP FROM: primary\nSTART TIME: 2026-12-03 08:00:00 UTC\nLABEL: pg_basebackup base backup\nSTART TIMELINE: 1\n"+
