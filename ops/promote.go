@@ -403,10 +403,13 @@ func PromotionRights(inv *inventory.Inventory, newPrimary, rights string) (strin
 // rightsScript replaces the rights file with stdin in one round trip, and
 // refuses when the file is missing: such an archive host was set up before
 // rights were read per request, and its forced commands would ignore it.
-func rightsScript(file, owner string) string {
+// It also refuses when the archive host's pgwarm-wal predates push@T: that
+// serve would read the new file as broken and allow no key anything.
+func rightsScript(file, owner, helper string) string {
 	q := host.Quote(file)
 	return "set -e; p=" + q + "\n" +
 		"[ -f \"$p\" ] || exit 3\n" +
+		host.Quote(helper) + " serve --help 2>/dev/null | grep -q 'push@' || exit 4\n" +
 		"t=$(mktemp \"$p.XXXXXX\"); trap 'rm -f -- \"$t\"' EXIT\n" +
 		"cat > \"$t\"\n" +
 		"if cmp -s \"$t\" \"$p\"; then echo unchanged; exit 0; fi\n" +
@@ -434,13 +437,15 @@ func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, ne
 		return fmt.Errorf("%w: %s cannot archive until its key may push (run pgwarm apply with the updated inventory)", err, newPrimary)
 	}
 	file := templates.ArchiveRightsPath(inv)
-	res, err := h.Run(ctx, host.Cmd{Command: rightsScript(file, templates.ArchiveOwner(inv)), Stdin: []byte(content), Timeout: 30 * time.Second})
+	res, err := h.Run(ctx, host.Cmd{Command: rightsScript(file, templates.ArchiveOwner(inv), inventory.DefaultHelperPath), Stdin: []byte(content), Timeout: 30 * time.Second})
 	if err != nil {
 		return err
 	}
 	switch {
 	case res.ExitCode == 3:
 		return &host.Error{Host: arch, Err: fmt.Errorf("no rights file %s: this archive host was set up by an older pgwarm, whose forced commands fix each key's rights at login; run pgwarm apply, then give %s its rights with pgwarm apply on the updated inventory", file, newPrimary)}
+	case res.ExitCode == 4:
+		return &host.Error{Host: arch, Err: fmt.Errorf("its %s is older than the timeline-aware rights (push@T) this pgwarm writes; %s left as it was (run pgwarm apply to install the new helper, then give %s its rights with pgwarm apply on the updated inventory)", inventory.DefaultHelperPath, file, newPrimary)}
 	case !res.OK():
 		return &host.Error{Host: arch, Err: fmt.Errorf("rewriting %s (exit %d): %s", file, res.ExitCode, firstLine(res.Stderr))}
 	case strings.TrimSpace(string(res.Stdout)) == "unchanged":

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +226,53 @@ func TestLateFence(t *testing.T) {
 	}}
 	if err := lateFence(context.Background(), inv, "pg1", opts, &Printer{W: &out}); err != nil || !strings.Contains(out.String(), "pg1: still unreachable 300ms after the promotion") {
 		t.Errorf("err %v, output:\n%s", err, out.String())
+	}
+}
+
+// promote writes push@T only where the archive host's pgwarm-wal reads
+// it: an older serve would take the whole file for broken and allow no key
+// anything, standbys' reads included.
+func TestRightsScriptNeedsTimelineAwareHelper(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pgwarm-main.rights")
+	if err := os.WriteFile(file, []byte("pg1 push\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(help string) int {
+		helper := filepath.Join(dir, "pgwarm-wal")
+		if err := os.WriteFile(helper, []byte("#!/bin/sh\necho '"+help+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("/bin/sh", "-c", rightsScript(file, u.Username+":"+g.Name, helper))
+		cmd.Stdin = strings.NewReader("pg1 get\npg2 push@2\n")
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	if code := run("--allow value  comma-separated operations this key may run: push,get,cleanup,list,verify"); code != 4 {
+		t.Fatalf("old helper: exit %d, want 4", code)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "pg1 push\n" {
+		t.Fatalf("rights file changed for an old helper: %q", b)
+	}
+	if code := run("--allow value  comma-separated operations this key may run: push@TIMELINE,get,cleanup,list,verify"); code != 0 {
+		t.Fatalf("new helper: exit %d", code)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "pg1 get\npg2 push@2\n" {
+		t.Fatalf("rights file not rewritten: %q", b)
 	}
 }
