@@ -19,6 +19,13 @@
 //     checksum of what was compressed; restore checks both (and that the
 //     first WAL page belongs at that name) before writing DEST atomically.
 //     The archive refuses a file whose bytes do not match its sha256.
+//   - history and backup history files are stored, and handed to
+//     PostgreSQL, only when they parse as what PostgreSQL writes (a
+//     timeline history file it cannot read stops a standby with FATAL).
+//   - over ssh a key writes one timeline (push@T): segments and backup
+//     files of T, T's history file, the .partial of the timeline T
+//     branched from; so a primary cannot take the next timeline ahead of
+//     a promotion. pgwarm promote and apply move push@T.
 //
 // # Exit codes
 //
