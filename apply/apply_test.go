@@ -92,6 +92,18 @@ func TestDesired(t *testing.T) {
 			t.Errorf("err = %v, want one naming the variable", err)
 		}
 	})
+	t.Run("timelines from facts", func(t *testing.T) {
+		f := templates.File{Path: "/r", NeedsTimelines: []string{"pg1"},
+			Content: []byte("pg1 push@" + templates.TimelinePlaceholder("pg1") + "\npg2 get,push@" + templates.NextTimelinePlaceholder("pg1") + "\n")}
+		st := &State{Facts: map[string]facts.Facts{"pg1": {DataDir: &facts.DataDir{State: facts.DataDirInitialised, Timeline: 2, WALTimeline: 3}}}}
+		got, err := Desired(f, nil, st.keys())
+		if err != nil || string(got) != "pg1 push@3\npg2 get,push@4\n" {
+			t.Errorf("got %q, %v; want the newest timeline (pg_wal's history file, the control file lagging)", got, err)
+		}
+		if _, err := Desired(f, nil, keys); err == nil || !strings.Contains(err.Error(), "the timeline of pg1 is not known") {
+			t.Errorf("unknown timeline: %v", err)
+		}
+	})
 	t.Run("damaged block refused", func(t *testing.T) {
 		f := templates.File{Path: "/h", Block: "replication", Content: []byte("x\n")}
 		if _, err := Desired(f, []byte("# BEGIN pgwarm replication\nno end\n"), keys); err == nil {

@@ -18,8 +18,9 @@ import (
 
 // Desired is the whole content a managed file must have, given what is on
 // the host now (existing, nil when absent) and the keys apply collected:
-// keys maps templates.KeyPlaceholder/HostKeyPlaceholder strings to their
-// values. Block files keep everything outside their block. Pure.
+// keys maps templates.KeyPlaceholder/HostKeyPlaceholder (and
+// TimelinePlaceholder/NextTimelinePlaceholder, from facts) strings to
+// their values. Block files keep everything outside their block. Pure.
 func Desired(f templates.File, existing []byte, keys map[string]string) ([]byte, error) {
 	if f.SecretMissing {
 		return nil, fmt.Errorf("%s: the environment variable %s is not set", f.Path, f.SecretEnv)
@@ -34,6 +35,18 @@ func Desired(f templates.File, existing []byte, keys map[string]string) ([]byte,
 			v, ok := keys[ph]
 			if !ok || v == "" {
 				return nil, fmt.Errorf("%s: no key for %s yet (%s)", f.Path, h, ph)
+			}
+			content = bytes.ReplaceAll(content, []byte(ph), []byte(v))
+		}
+	}
+	for _, h := range f.NeedsTimelines {
+		for _, ph := range []string{templates.TimelinePlaceholder(h), templates.NextTimelinePlaceholder(h)} {
+			if !bytes.Contains(content, []byte(ph)) {
+				continue
+			}
+			v, ok := keys[ph]
+			if !ok || v == "" {
+				return nil, fmt.Errorf("%s: the timeline of %s is not known (its data directory was not read), and the archive rights name it; run pgwarm apply again once %s answers", f.Path, h, h)
 			}
 			content = bytes.ReplaceAll(content, []byte(ph), []byte(v))
 		}
@@ -144,6 +157,11 @@ func (s *State) keys() map[string]string {
 	}
 	for h, k := range s.hostKeys {
 		m[templates.HostKeyPlaceholder(h)] = k
+	}
+	for h, f := range s.Facts {
+		for ph, v := range templates.TimelineValues(h, f.DataDir.CurrentTimeline()) {
+			m[ph] = v
+		}
 	}
 	return m
 }

@@ -72,19 +72,33 @@ const (
 
 // DataDir is the state of the PostgreSQL data directory.
 type DataDir struct {
-	Path         string       `json:"path"`
-	State        DataDirState `json:"state"`
-	Version      string       `json:"version,omitempty"`       // PG_VERSION
-	SystemID     string       `json:"system_id,omitempty"`     // pg_controldata "Database system identifier"
-	Timeline     int          `json:"timeline,omitempty"`      // latest checkpoint's TimeLineID
-	ClusterState string       `json:"cluster_state,omitempty"` // "in production", "in archive recovery", "shut down", ...
-	Running      bool         `json:"running"`                 // postmaster.pid names a live postgres process
-	InRecovery   bool         `json:"in_recovery"`             // running and the control file says recovery
-	Signals      []string     `json:"signals,omitempty"`       // standby.signal, recovery.signal, recovery.conf present
+	Path     string       `json:"path"`
+	State    DataDirState `json:"state"`
+	Version  string       `json:"version,omitempty"`   // PG_VERSION
+	SystemID string       `json:"system_id,omitempty"` // pg_controldata "Database system identifier"
+	Timeline int          `json:"timeline,omitempty"`  // latest checkpoint's TimeLineID
+	// WALTimeline is the newest timeline with a history file in pg_wal:
+	// a primary promoted moments ago is on it while the control file
+	// still names the old one (until the checkpoint after the promotion).
+	WALTimeline  int      `json:"wal_timeline,omitempty"`
+	ClusterState string   `json:"cluster_state,omitempty"` // "in production", "in archive recovery", "shut down", ...
+	Running      bool     `json:"running"`                 // postmaster.pid names a live postgres process
+	InRecovery   bool     `json:"in_recovery"`             // running and the control file says recovery
+	Signals      []string `json:"signals,omitempty"`       // standby.signal, recovery.signal, recovery.conf present
 	// Role is the replication role's state when asked and the server runs:
 	// "present", "absent", "lacking" (exists without LOGIN REPLICATION) or
 	// "" (not checked: server down, psql failed).
 	Role string `json:"replication_role,omitempty"`
+}
+
+// CurrentTimeline is the timeline the cluster writes (a primary) or last
+// checkpointed on: the newer of the control file's and pg_wal's newest
+// history file. 0 when unknown (no cluster, or not read).
+func (dd *DataDir) CurrentTimeline() int {
+	if dd == nil || dd.State != DataDirInitialised {
+		return 0
+	}
+	return max(dd.Timeline, dd.WALTimeline)
 }
 
 // Service is what systemd says about the PostgreSQL unit.

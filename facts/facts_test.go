@@ -91,6 +91,13 @@ func tree(t *testing.T) (root string, req Request) {
 	data := filepath.Join(root, "data")
 	write(t, filepath.Join(data, "PG_VERSION"), "15\n", 0o600)
 	write(t, filepath.Join(data, "standby.signal"), "", 0o600)
+	// Promoted to timeline 4 (the control file still says 3): a newer
+	// history file in pg_wal; neither a partly written one nor a directory
+	// counts.
+	for _, n := range []string{"00000002.history", "00000004.history", "00000009.history.tmp", "000000040000000000000003"} {
+		write(t, filepath.Join(data, "pg_wal", n), "1\t0/3000000\tx\n", 0o600)
+	}
+	os.MkdirAll(filepath.Join(data, "pg_wal", "0000000A.history"), 0o700)
 
 	// A process whose comm is "postgres": a copy of sleep under that name.
 	sleep, err := exec.LookPath("sleep")
@@ -202,9 +209,12 @@ func TestGatherLocalShell(t *testing.T) {
 			t.Fatal("no data dir facts")
 		}
 		want := DataDir{Path: req.DataDir, State: DataDirInitialised, Version: "15", SystemID: "7412345678901234567",
-			Timeline: 3, ClusterState: "in archive recovery", Running: true, InRecovery: true, Signals: []string{"standby.signal"}}
+			Timeline: 3, WALTimeline: 4, ClusterState: "in archive recovery", Running: true, InRecovery: true, Signals: []string{"standby.signal"}}
 		if !equalJSON(t, *dd, want) {
 			t.Errorf("data dir\n got %+v\nwant %+v", *dd, want)
+		}
+		if tl := dd.CurrentTimeline(); tl != 4 {
+			t.Errorf("current timeline %d, want 4 (pg_wal's newest history file)", tl)
 		}
 	})
 	t.Run("files", func(t *testing.T) {

@@ -75,6 +75,9 @@ if [ -n "$DATADIR" ]; then
       out=$("$c" -D "$D" 2>/dev/null) || continue
       IFS=$NL; set -f; for l in $out; do p ctl "$l"; done; IFS=$DEFIFS; set +f; break
     done
+    # The newest history file in pg_wal is the timeline of a primary that
+    # was just promoted, before its first checkpoint updates the control file.
+    for h in "$D"/pg_wal/*.history "$D"/pg_xlog/*.history; do [ -f "$h" ] && p walhistory "${h##*/}"; done
     [ -n "$ROLE" ] && [ -n "$pid" ] && [ -x "$BINDIR/psql" ] && askrole=1
   elif [ -z "$(ls -A "$D" 2>/dev/null)" ]; then p datadir empty
   else p datadir other
@@ -309,6 +312,12 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 			f.HostKeys = append(f.HostKeys, arg(0))
 		case "ctl":
 			ctl = append(ctl, arg(0))
+		case "walhistory":
+			if dd != nil && len(arg(0)) == len("00000002.history") && strings.HasSuffix(arg(0), ".history") {
+				if tl, err := strconv.ParseUint(arg(0)[:8], 16, 32); err == nil && int(tl) > dd.WALTimeline {
+					dd.WALTimeline = int(tl)
+				}
+			}
 		case "service":
 			f.Service = &Service{Name: arg(0), Active: arg(1), Enabled: arg(2)}
 		case "dir":

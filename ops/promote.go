@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/templates"
+	"github.com/pgwarm/pgwarm/wal/segname"
 )
 
 // PromotePlan is what promote will do, decided from one observation.
@@ -121,7 +123,16 @@ func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Pr
 	// (the segments the fenced primary archived last, and the history files
 	// that decide its new timeline); right after, it pushes its new
 	// timeline. So it may do both until the promotion is done.
-	if err := grantArchive(ctx, inv, hosts, plan.Target, promotingRights, pr); err != nil {
+	// Its key may push the timeline PostgreSQL will pick: one past the
+	// newest history file archived from the target's timeline up.
+	next := uint32(0)
+	if t := r.Row(plan.Target); t != nil {
+		next = t.Timeline
+	}
+	next, err = nextTimeline(ctx, inv, hosts, plan.Target, next)
+	if err != nil {
+		errs = append(errs, err)
+	} else if err := grantArchive(ctx, inv, hosts, plan.Target, promotingRights(next), pr); err != nil {
 		errs = append(errs, err) // the promotion itself can go on; say what to fix
 	}
 	h, err := hosts.Get(ctx, plan.Target)
@@ -140,8 +151,12 @@ func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Pr
 	}
 	f := strings.Split(lastLine(out), "|")
 	tl := "?"
+	var newTLI uint32
 	if len(f) == 2 {
-		tl = strings.TrimLeft(f[1], "0")
+		if v, err := strconv.ParseUint(f[1], 16, 32); err == nil && v > 0 {
+			newTLI = uint32(v)
+			tl = strconv.FormatUint(v, 10)
+		}
 	}
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	phases := "promote and write " + ms(took-granted).String()
@@ -151,8 +166,12 @@ func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Pr
 	}
 	pr.Hostf(plan.Target, "promoted: accepts writes on timeline %s, %s after the command started (first write in pgwarm.promotions acknowledged; observe %s, fence %s, archive access %s, %s)",
 		tl, ms(took), ms(observed), ms(fenced-observed), ms(granted-fenced), phases)
-	if len(errs) == 0 {
-		errs = append(errs, grantArchive(ctx, inv, hosts, plan.Target, templates.ArchiveRightsPrimary, pr))
+	switch {
+	case len(errs) > 0:
+	case newTLI == 0:
+		errs = append(errs, fmt.Errorf("%s: promoted, but its new timeline could not be read (%q); its archive key keeps %s until `pgwarm apply` with the updated inventory writes its timeline", plan.Target, lastLine(out), promotingRights(next)))
+	default:
+		errs = append(errs, grantArchive(ctx, inv, hosts, plan.Target, templates.ArchiveRightsPrimary(strconv.FormatUint(uint64(newTLI), 10)), pr))
 	}
 	for _, name := range plan.Unfenceable {
 		errs = append(errs, lateFence(ctx, inv, name, opts, pr))
@@ -313,8 +332,54 @@ func lastLine(s string) string {
 	return s
 }
 
-// promotingRights are the archive rights of the host being promoted.
-const promotingRights = templates.ArchiveRightsPrimary + ",get"
+// promotingRights are the archive rights of the host being promoted to
+// timeline next: it still reads, and it may push its new timeline.
+func promotingRights(next uint32) string {
+	return templates.ArchiveRightsPrimary(strconv.FormatUint(uint64(next), 10)) + ",get"
+}
+
+// NextTimeline is the timeline PostgreSQL gives a standby on timeline
+// current when it is promoted, given the timelines whose history files
+// are archived: one past the newest of an unbroken run of history files
+// above current (findNewestTimeLine in timeline.c probes upward and stops
+// at the first missing one). Pure.
+func NextTimeline(current uint32, archived []uint32) uint32 {
+	have := map[uint32]bool{}
+	for _, t := range archived {
+		have[t] = true
+	}
+	n := max(current, 1)
+	for have[n+1] {
+		n++
+	}
+	return n + 1
+}
+
+// nextTimeline lists the history files on the ssh archive host and
+// returns NextTimeline from current; without keys to move (other
+// transports, an archive local to target) it reads nothing.
+func nextTimeline(ctx context.Context, inv *inventory.Inventory, hosts Hosts, target string, current uint32) (uint32, error) {
+	if inv.Archive.Transport != inventory.TransportSSH || inv.ArchiveIsLocal(inventory.Host{Name: target}) {
+		return NextTimeline(current, nil), nil // no rights to move
+	}
+	arch := inv.Archive.Host
+	h, err := hosts.Get(ctx, arch)
+	if err != nil {
+		return 0, fmt.Errorf("%w: cannot read which timelines the archive holds, so the promoted host's key gets no push yet (run pgwarm apply with the updated inventory)", err)
+	}
+	dir := host.Quote(path.Join(inv.Archive.Path, "wal"))
+	res, err := host.CheckRun(ctx, h, host.Cmd{Command: "for f in " + dir + "/*.history; do [ -f \"$f\" ] && echo \"${f##*/}\"; done; true", Timeout: 30 * time.Second})
+	if err != nil {
+		return 0, err
+	}
+	var tlis []uint32
+	for _, l := range strings.Split(string(res.Stdout), "\n") {
+		if n, err := segname.Parse(strings.TrimSpace(l)); err == nil && n.Kind == segname.History {
+			tlis = append(tlis, n.TLI)
+		}
+	}
+	return NextTimeline(current, tlis), nil
+}
 
 // PromotionRights is the archive host's rights file once newPrimary has
 // the given rights and every other key of the cluster a standby's (a
@@ -338,10 +403,13 @@ func PromotionRights(inv *inventory.Inventory, newPrimary, rights string) (strin
 // rightsScript replaces the rights file with stdin in one round trip, and
 // refuses when the file is missing: such an archive host was set up before
 // rights were read per request, and its forced commands would ignore it.
-func rightsScript(file, owner string) string {
+// It also refuses when the archive host's pgwarm-wal predates push@T: that
+// serve would read the new file as broken and allow no key anything.
+func rightsScript(file, owner, helper string) string {
 	q := host.Quote(file)
 	return "set -e; p=" + q + "\n" +
 		"[ -f \"$p\" ] || exit 3\n" +
+		host.Quote(helper) + " serve --help 2>/dev/null | grep -q 'push@' || exit 4\n" +
 		"t=$(mktemp \"$p.XXXXXX\"); trap 'rm -f -- \"$t\"' EXIT\n" +
 		"cat > \"$t\"\n" +
 		"if cmp -s \"$t\" \"$p\"; then echo unchanged; exit 0; fi\n" +
@@ -369,24 +437,36 @@ func grantArchive(ctx context.Context, inv *inventory.Inventory, hosts Hosts, ne
 		return fmt.Errorf("%w: %s cannot archive until its key may push (run pgwarm apply with the updated inventory)", err, newPrimary)
 	}
 	file := templates.ArchiveRightsPath(inv)
-	res, err := h.Run(ctx, host.Cmd{Command: rightsScript(file, templates.ArchiveOwner(inv)), Stdin: []byte(content), Timeout: 30 * time.Second})
+	res, err := h.Run(ctx, host.Cmd{Command: rightsScript(file, templates.ArchiveOwner(inv), inventory.DefaultHelperPath), Stdin: []byte(content), Timeout: 30 * time.Second})
 	if err != nil {
 		return err
 	}
 	switch {
 	case res.ExitCode == 3:
 		return &host.Error{Host: arch, Err: fmt.Errorf("no rights file %s: this archive host was set up by an older pgwarm, whose forced commands fix each key's rights at login; run pgwarm apply, then give %s its rights with pgwarm apply on the updated inventory", file, newPrimary)}
+	case res.ExitCode == 4:
+		return &host.Error{Host: arch, Err: fmt.Errorf("its %s is older than the timeline-aware rights (push@T) this pgwarm writes; %s left as it was (run pgwarm apply to install the new helper, then give %s its rights with pgwarm apply on the updated inventory)", inventory.DefaultHelperPath, file, newPrimary)}
 	case !res.OK():
 		return &host.Error{Host: arch, Err: fmt.Errorf("rewriting %s (exit %d): %s", file, res.ExitCode, firstLine(res.Stderr))}
 	case strings.TrimSpace(string(res.Stdout)) == "unchanged":
 		return nil
 	}
-	if rights == promotingRights {
-		pr.Hostf(arch, "archive access: %s may add segments (and read them until its promotion is done), every other key may only read (%s, in force for open connections too)", newPrimary, file)
+	if strings.HasSuffix(rights, ",get") {
+		pr.Hostf(arch, "archive access: %s may add files of timeline %s (and read until its promotion is done), every other key may only read (%s, in force for open connections too)", newPrimary, pushTimeline(rights), file)
 	} else {
-		pr.Hostf(arch, "archive access: %s may only add segments now that it is the primary (%s)", newPrimary, file)
+		pr.Hostf(arch, "archive access: %s may only add files of its timeline %s now that it is the primary (%s)", newPrimary, pushTimeline(rights), file)
 	}
 	return nil
+}
+
+// pushTimeline is T of the push@T in rights.
+func pushTimeline(rights string) string {
+	for _, op := range strings.Split(rights, ",") {
+		if t, ok := strings.CutPrefix(op, "push@"); ok {
+			return t
+		}
+	}
+	return "?"
 }
 
 // RoleChanges are the inventory edits after promoting newPrimary: it

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/templates"
+	"github.com/pgwarm/pgwarm/wal/serve"
 )
 
 // row builds one observed host: inventory role, observed role, state, timeline.
@@ -73,20 +78,27 @@ func TestPromotionRights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	during, err := PromotionRights(inv, "pg2", promotingRights)
+	during, err := PromotionRights(inv, "pg2", promotingRights(2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// While it is promoted the target reads too; the old primary may only
-	// read from the moment the file is written.
-	if !strings.HasSuffix(during, "\npg1 get,cleanup,list,verify\npg2 push,get\n") || !strings.HasPrefix(during, "# pgwarm-wal serve rights of cluster main") {
+	// While it is promoted the target reads too, and may push only the
+	// timeline its promotion creates; the old primary may only read from
+	// the moment the file is written.
+	if !strings.HasSuffix(during, "\npg1 get,cleanup,list,verify\npg2 push@2,get\n") || !strings.HasPrefix(during, "# pgwarm-wal serve rights of cluster main") {
 		t.Errorf("during the promotion:\n%s", during)
 	}
-	after, err := PromotionRights(inv, "pg2", templates.ArchiveRightsPrimary)
-	if err != nil || !strings.HasSuffix(after, "\npg1 get,cleanup,list,verify\npg2 push\n") {
+	after, err := PromotionRights(inv, "pg2", templates.ArchiveRightsPrimary("2"))
+	if err != nil || !strings.HasSuffix(after, "\npg1 get,cleanup,list,verify\npg2 push@2\n") {
 		t.Errorf("after the promotion: %v\n%s", err, after)
 	}
-	// Once the inventory names pg2 primary, apply renders the same file.
+	// Every line parses as pgwarm-wal serve reads it, with the timeline.
+	rights, err := serve.ParseRightsFile(during)
+	if err != nil || rights["pg2"].Timeline != 2 || !rights["pg2"].Allows("get") || rights["pg1"].Allows("push") {
+		t.Errorf("serve reads %v, %v", rights, err)
+	}
+	// Once the inventory names pg2 primary, apply renders the same file
+	// with pg2's timeline from its facts.
 	swapped, err := inventory.Parse("pgwarm.yaml", []byte(strings.NewReplacer("role: primary}", "role: standby}", `role: "standby"`, "role: primary").Replace(commented)), inventory.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -99,13 +111,41 @@ func TestPromotionRights(t *testing.T) {
 	for _, f := range r.Hosts["arch"] {
 		if f.Kind == templates.KindArchiveRights {
 			rendered = string(f.Content)
+			for ph, v := range templates.TimelineValues("pg2", 2) {
+				rendered = strings.ReplaceAll(rendered, ph, v)
+			}
+			if len(f.NeedsTimelines) != 1 || f.NeedsTimelines[0] != "pg2" {
+				t.Errorf("the rights file needs the timeline of %v, want pg2", f.NeedsTimelines)
+			}
 		}
 	}
 	if rendered != after {
 		t.Errorf("apply would render\n%s\npromote writes\n%s", rendered, after)
 	}
-	if _, err := PromotionRights(inv, "pg3", templates.ArchiveRightsPrimary); err == nil {
+	if _, err := PromotionRights(inv, "pg3", templates.ArchiveRightsPrimary("2")); err == nil {
 		t.Error("no error for a host without a key")
+	}
+}
+
+// PostgreSQL's choice of the new timeline (findNewestTimeLine + 1):
+// promote grants exactly that timeline to the promoted host's key.
+func TestNextTimeline(t *testing.T) {
+	for _, c := range []struct {
+		current  uint32
+		archived []uint32
+		want     uint32
+	}{
+		{1, nil, 2},
+		{0, nil, 2},         // not observed: a cluster starts on 1
+		{1, []uint32{2}, 3}, // an abandoned promotion took 2
+		{1, []uint32{2, 3, 5}, 4},
+		{2, []uint32{2}, 3},
+		{3, []uint32{2}, 4},
+		{1, []uint32{3}, 2}, // not consecutive: PostgreSQL stops probing at 2
+	} {
+		if got := NextTimeline(c.current, c.archived); got != c.want {
+			t.Errorf("NextTimeline(%d, %v) = %d, want %d", c.current, c.archived, got, c.want)
+		}
 	}
 }
 
@@ -186,5 +226,53 @@ func TestLateFence(t *testing.T) {
 	}}
 	if err := lateFence(context.Background(), inv, "pg1", opts, &Printer{W: &out}); err != nil || !strings.Contains(out.String(), "pg1: still unreachable 300ms after the promotion") {
 		t.Errorf("err %v, output:\n%s", err, out.String())
+	}
+}
+
+// promote writes push@T only where the archive host's pgwarm-wal reads
+// it: an older serve would take the whole file for broken and allow no key
+// anything, standbys' reads included.
+func TestRightsScriptNeedsTimelineAwareHelper(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pgwarm-main.rights")
+	if err := os.WriteFile(file, []byte("pg1 push\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(help string) int {
+		helper := filepath.Join(dir, "pgwarm-wal")
+		if err := os.WriteFile(helper, []byte("#!/bin/sh\necho '"+help+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("/bin/sh", "-c", rightsScript(file, u.Username+":"+g.Name, helper))
+		cmd.Stdin = strings.NewReader("pg1 get\npg2 push@2\n")
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	if code := run("--allow value  comma-separated operations this key may run: push,get,cleanup,list,verify"); code != 4 {
+		t.Fatalf("old helper: exit %d, want 4", code)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "pg1 push\n" {
+		t.Fatalf("rights file changed for an old helper: %q", b)
+	}
+	if code := run("--allow value  comma-separated operations this key may run: push@TIMELINE,get,cleanup,list,verify"); code != 0 {
+		t.Fatalf("new helper: exit %d", code)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "pg1 get\npg2 push@2\n" {
+		t.Fatalf("rights file not rewritten: %q", b)
 	}
 }

@@ -475,9 +475,10 @@ func archOrUnknown(a string) string {
 	return a
 }
 
-// Resolve returns rf's content with the key placeholders filled from facts:
+// Resolve returns rf's content with the placeholders filled from facts:
 // {{key:HOST}} with the public half of HOST's generated key, {{hostkey:HOST}}
-// with HOST's SSH host key. unknown reports a placeholder that facts could
+// with HOST's SSH host key, {{timeline:HOST}} and {{nexttimeline:HOST}}
+// with HOST's current timeline and the one after. unknown reports a placeholder that facts could
 // not fill (the key does not exist yet); it is left in place. apply fills
 // the same placeholders the same way once the keys exist.
 func Resolve(rf templates.File, all map[string]facts.Facts) (content string, unknown bool) {
@@ -496,6 +497,16 @@ func Resolve(rf templates.File, all map[string]facts.Facts) (content string, unk
 			content = strings.ReplaceAll(content, ph, hk[0])
 		} else if strings.Contains(content, ph) {
 			unknown = true
+		}
+	}
+	for _, n := range rf.NeedsTimelines {
+		vals := templates.TimelineValues(n, all[n].DataDir.CurrentTimeline())
+		for _, ph := range []string{templates.TimelinePlaceholder(n), templates.NextTimelinePlaceholder(n)} {
+			if v, ok := vals[ph]; ok {
+				content = strings.ReplaceAll(content, ph, v)
+			} else if strings.Contains(content, ph) {
+				unknown = true
+			}
 		}
 	}
 	return content, unknown
@@ -521,7 +532,8 @@ func sameOutsidePlaceholders(before, after string) bool {
 		return false
 	}
 	for i := range al {
-		if strings.Contains(al[i], "{{key:") || strings.Contains(al[i], "{{hostkey:") || strings.Contains(al[i], "{{secret:") {
+		if strings.Contains(al[i], "{{key:") || strings.Contains(al[i], "{{hostkey:") || strings.Contains(al[i], "{{secret:") ||
+			strings.Contains(al[i], "{{timeline:") || strings.Contains(al[i], "{{nexttimeline:") {
 			continue
 		}
 		if al[i] != bl[i] {

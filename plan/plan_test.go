@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/facts"
 	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/templates"
 )
 
 func TestUnifiedDiff(t *testing.T) {
@@ -219,4 +220,24 @@ func clone(t *testing.T, in map[string]facts.Facts) map[string]facts.Facts {
 		out[k] = v
 	}
 	return out
+}
+
+// The archive rights name the primary's timeline: Resolve fills it from
+// the primary's facts (the newer of the control file and pg_wal's
+// history files, so a just-promoted primary is not given its old
+// timeline), and an unobserved timeline leaves the file unknown.
+func TestResolveTimelines(t *testing.T) {
+	rf := templates.File{Path: "/r", NeedsTimelines: []string{"pg1"},
+		Content: []byte("pg1 push@" + templates.TimelinePlaceholder("pg1") + "\npg2 get,push@" + templates.NextTimelinePlaceholder("pg1") + "\n")}
+	all := map[string]facts.Facts{"pg1": {DataDir: &facts.DataDir{State: facts.DataDirInitialised, Timeline: 1, WALTimeline: 2}}}
+	if got, unknown := Resolve(rf, all); unknown || got != "pg1 push@2\npg2 get,push@3\n" {
+		t.Errorf("got %q unknown %v", got, unknown)
+	}
+	got, unknown := Resolve(rf, map[string]facts.Facts{"pg1": {}})
+	if !unknown || !strings.Contains(got, templates.TimelinePlaceholder("pg1")) {
+		t.Errorf("no facts: got %q unknown %v", got, unknown)
+	}
+	if !sameOutsidePlaceholders("pg1 push@2\npg2 get,push@3\n", got) {
+		t.Errorf("an unknown timeline must not make the file look changed")
+	}
 }

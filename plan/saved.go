@@ -47,7 +47,7 @@ func Observe(f facts.Facts, secrets map[string]string) map[string]string {
 	}
 	if dd := f.DataDir; dd != nil {
 		m["data directory "+dd.Path] = fmt.Sprintf("%s version=%s system_id=%s timeline=%d running=%t in_recovery=%t",
-			dd.State, dd.Version, dd.SystemID, dd.Timeline, dd.Running, dd.InRecovery)
+			dd.State, dd.Version, dd.SystemID, max(dd.Timeline, dd.WALTimeline), dd.Running, dd.InRecovery)
 	}
 	return m
 }

@@ -23,19 +23,39 @@ import (
 var builtin embed.FS
 
 // The pgwarm-wal serve rights (--allow) of a PostgreSQL host's key on the
-// archive host: the primary may only add segments (a compromised primary
-// can neither read nor delete the archive); standbys read and clean up.
-const (
-	ArchiveRightsPrimary = "push"
-	ArchiveRightsStandby = "get,cleanup,list,verify"
-	// ArchiveRightsWatcher are the rights of the standby that runs the DNS
-	// trigger: a standby's, plus push, so that once the watcher has promoted
-	// it the new primary archives at once (the watcher cannot change the
-	// archive host's authorized_keys as `pgwarm promote` does). push never
-	// replaces a segment that is there, and a standby in recovery does not
-	// archive.
-	ArchiveRightsWatcher = ArchiveRightsStandby + ",push"
-)
+// archive host: the primary may only add files of its own timeline (a
+// compromised primary can neither read nor delete the archive, nor take
+// the next timeline ahead of a promotion); standbys read and clean up.
+const ArchiveRightsStandby = "get,cleanup,list,verify"
+
+// ArchiveRightsPrimary are the rights of the primary on timeline tli (a
+// number, or TimelinePlaceholder): push@tli.
+func ArchiveRightsPrimary(tli string) string { return "push@" + tli }
+
+// ArchiveRightsWatcher are the rights of the standby that runs the DNS
+// trigger: a standby's, plus push for the timeline its own promotion will
+// create (next), so that once the watcher has promoted it the new primary
+// archives at once (the watcher cannot change the archive host's rights
+// file as `pgwarm promote` does). push never replaces a file that is
+// there, a standby in recovery does not archive, and push@next cannot
+// touch the primary's timeline.
+func ArchiveRightsWatcher(next string) string { return ArchiveRightsStandby + ",push@" + next }
+
+// TimelinePlaceholder is replaced by plan and apply with the timeline
+// host is on now (facts: DataDir.CurrentTimeline), NextTimelinePlaceholder
+// with the one after it: the timeline a standby promoted from host's
+// timeline gets when no later history file is archived.
+func TimelinePlaceholder(host string) string     { return "{{timeline:" + host + "}}" }
+func NextTimelinePlaceholder(host string) string { return "{{nexttimeline:" + host + "}}" }
+
+// TimelineValues are the values of host's timeline placeholders for its
+// current timeline tli; none when tli is unknown (0).
+func TimelineValues(host string, tli int) map[string]string {
+	if tli <= 0 {
+		return nil
+	}
+	return map[string]string{TimelinePlaceholder(host): strconv.Itoa(tli), NextTimelinePlaceholder(host): strconv.Itoa(tli + 1)}
+}
 
 // ArchiveGrant is one key's line in the archive host's rights file.
 type ArchiveGrant struct{ Host, Rights string }
@@ -52,9 +72,10 @@ func RenderArchiveRights(cluster, watcher string, grants []ArchiveGrant) string 
 	var b strings.Builder
 	b.WriteString("# pgwarm-wal serve rights of cluster " + cluster + "'s keys (authorized_keys: --as HOST), read at every\n" +
 		"# request, so a change applies to open connections at once; pgwarm promote rewrites it.\n" +
-		"# push adds segments; get reads them (and lists, verifies); cleanup removes old ones.\n")
+		"# push@T adds segments and history of timeline T only; get reads them (and lists, verifies);\n" +
+		"# cleanup removes old ones.\n")
 	if watcher != "" {
-		b.WriteString("# " + watcher + " runs the DNS trigger and may promote itself: it may add segments too.\n")
+		b.WriteString("# " + watcher + " runs the DNS trigger and may promote itself: it may add the next timeline's files.\n")
 	}
 	for _, g := range grants {
 		b.WriteString(g.Host + " " + g.Rights + "\n")
@@ -587,14 +608,18 @@ func (r *renderer) archiveHost(h inventory.Host) {
 		var grants []ArchiveGrant
 		var watcher string
 		rights := ArchiveRightsPath(inv)
+		// The primary's timeline comes from its facts (plan and apply fill
+		// the placeholders): the rights follow the cluster across promotions.
+		var timelineOf []string
+		prim := inv.Primary().Name
 		for _, c := range clients {
 			allow := ArchiveRightsStandby
 			if c.Role == inventory.RolePrimary {
-				allow = ArchiveRightsPrimary
+				allow, timelineOf = ArchiveRightsPrimary(TimelinePlaceholder(c.Name)), []string{c.Name}
 			}
 			for _, w := range inv.DNSWatchers() {
 				if w.Name == c.Name {
-					allow, watcher = ArchiveRightsWatcher, c.Name
+					allow, watcher, timelineOf = ArchiveRightsWatcher(NextTimelinePlaceholder(prim)), c.Name, []string{prim}
 				}
 			}
 			grants = append(grants, ArchiveGrant{Host: c.Name, Rights: allow})
@@ -618,7 +643,7 @@ func (r *renderer) archiveHost(h inventory.Host) {
 				Reason: "keys of the PostgreSQL hosts, restricted to pgwarm-wal serve",
 			})
 			r.add(h.Name, File{
-				Path: rights, Mode: 0o600, Owner: owner, Kind: KindArchiveRights,
+				Path: rights, Mode: 0o600, Owner: owner, Kind: KindArchiveRights, NeedsTimelines: timelineOf,
 				Content: []byte(RenderArchiveRights(inv.Cluster, watcher, grants)),
 				Reason:  "what each key may do in the archive, read at every request (pgwarm promote rewrites it)",
 			})

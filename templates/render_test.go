@@ -178,10 +178,13 @@ func TestAuthorizedKeysRights(t *testing.T) {
 		t.Errorf("NeedsKeys %v Block %q", ak[0].NeedsKeys, ak[0].Block)
 	}
 	rights := byKind(r, "arch", KindArchiveRights)
-	// The golden case has a DNS trigger on pg2: its key may push too, so
-	// that the watcher's promotion archives at once.
+	// The golden case has a DNS trigger on pg2: its key may push the
+	// timeline after the primary's, so that the watcher's promotion
+	// archives at once; the primary pushes its own timeline only. Both
+	// come from pg1's facts.
 	if len(rights) != 1 || rights[0].Path != "/var/lib/postgresql/.ssh/pgwarm-main.rights" || rights[0].Mode != 0o600 ||
-		!strings.HasSuffix(string(rights[0].Content), "pg1 push\npg2 get,cleanup,list,verify,push\n") {
+		!strings.HasSuffix(string(rights[0].Content), "pg1 push@{{timeline:pg1}}\npg2 get,cleanup,list,verify,push@{{nexttimeline:pg1}}\n") ||
+		strings.Join(rights[0].NeedsTimelines, ",") != "pg1" {
 		t.Fatalf("rights file: %+v\n%s", rights, rights[0].Content)
 	}
 	src := strings.Replace(goldenCase{"15", "hot", "ssh"}.inventory(), "failover:\n  dns: {name: postgres, target: pg-secondary}\n", "", 1)
@@ -193,7 +196,7 @@ func TestAuthorizedKeysRights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rights := byKind(r, "arch", KindArchiveRights); len(rights) != 1 || !strings.HasSuffix(string(rights[0].Content), "pg1 push\npg2 get,cleanup,list,verify\n") || strings.Contains(string(rights[0].Content), "DNS") {
+	if rights := byKind(r, "arch", KindArchiveRights); len(rights) != 1 || !strings.HasSuffix(string(rights[0].Content), "pg1 push@{{timeline:pg1}}\npg2 get,cleanup,list,verify\n") || strings.Contains(string(rights[0].Content), "DNS") {
 		t.Errorf("rights without a DNS trigger:\n%s", rights[0].Content)
 	}
 }

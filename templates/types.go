@@ -81,6 +81,9 @@ type File struct {
 	// NeedsHostKeys lists hosts whose SSH host public key ("type base64")
 	// replaces the placeholder {{hostkey:HOST}} in Content.
 	NeedsHostKeys []string
+	// NeedsTimelines lists hosts whose current timeline replaces
+	// {{timeline:HOST}} (and the next one {{nexttimeline:HOST}}) in Content.
+	NeedsTimelines []string
 	// Reason is a short human description of why the file exists.
 	Reason string
 }

@@ -25,6 +25,13 @@
 //     nothing until every standby has reported; never history or backup
 //     files. A restart point beyond the newest archived segment of its
 //     timeline is refused (--streaming: lowered to it).
+//   - history and backup history files are stored, and handed to
+//     PostgreSQL, only when they parse as what PostgreSQL writes (a
+//     timeline history file it cannot read stops a standby with FATAL).
+//   - over ssh a key writes one timeline (push@T): segments and backup
+//     files of T, T's history file, the .partial of the timeline T
+//     branched from; so a primary cannot take the next timeline ahead of
+//     a promotion. pgwarm promote and apply move push@T.
 //
 // # Exit codes
 //

@@ -90,6 +90,12 @@ func decodeChecked(n segname.Name, file []byte) ([]byte, error) {
 			return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err, Msg: "refusing to hand it to PostgreSQL: " + err.Error()}
 		}
 	}
+	// A history file PostgreSQL cannot parse stops a standby with FATAL:
+	// one that is archived already (stored before these checks) is refused
+	// here, and recovery goes on without it.
+	if err := archive.CheckContentKind(n, content); err != nil {
+		return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err, Msg: "refusing to hand it to PostgreSQL: " + err.Error() + " (move it aside on the archive host: a promoted primary still holds the real one in its pg_wal and archives it again)"}
+	}
 	return content, nil
 }
 

@@ -28,6 +28,20 @@ func TestSSHRights(t *testing.T) {
 	push.run(t, "cleanup", "--archive", push.url, seg3).want(t, 7)
 	push.run(t, "verify", "--archive", push.url).want(t, 7)
 
+	// A bare push (a rights file of an older pgwarm) adds no history
+	// file; push@1 adds only timeline 1's files, so a primary cannot take
+	// the next timeline ahead of a promotion.
+	hist := writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n"))
+	push.run(t, "ship", "--archive", push.url, hist, "00000002.history").want(t, 7, "names no timeline")
+	push.grant(t, "push@1")
+	push.run(t, "ship", "--archive", push.url, hist, "00000002.history").want(t, 7,
+		"push of 00000002.history is not allowed for pg1's ssh key", "only timeline 1", "pgwarm promote")
+	seg2tl2 := "000000020000000000000002"
+	push.run(t, "ship", "--archive", push.url, writeFile(t, src, seg2tl2, fakeSegment(seg2tl2, sysA, 2)), seg2tl2).want(t, 7, "only timeline 1")
+	push.grant(t, "push@2") // promoted: its key may now write timeline 2
+	push.run(t, "ship", "--archive", push.url, hist, "00000002.history").want(t, 0)
+	push.run(t, "ship", "--archive", push.url, filepath.Join(src, seg2tl2), seg2tl2).want(t, 0)
+
 	get := sshBackend(t, "get,cleanup")
 	get.run(t, "ship", "--archive", get.url, p, seg1).want(t, 7, "not allowed")
 	get.run(t, "list", "--archive", get.url).want(t, 0)

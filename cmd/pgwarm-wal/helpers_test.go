@@ -63,6 +63,8 @@ type backend struct {
 	url  string
 	root string // directory on "the archive host"
 	env  []string
+	// rights is the ssh key's rights file on "the archive host".
+	rights string
 }
 
 func localBackend(t *testing.T) backend {
@@ -77,24 +79,38 @@ func fileURLBackend(t *testing.T) backend {
 
 // sshBackend points PGWARM_WAL_SSH at a shim that does what sshd does with a
 // forced command: put the requested command in SSH_ORIGINAL_COMMAND and run
-// pgwarm-wal serve instead. Like ssh on a shared connection (ControlMaster,
-// as pgwarm renders it), serve runs in another process that holds stdin
-// and stdout: killing the ssh process does not end the request.
+// pgwarm-wal serve instead, with the key's rights read from a rights file
+// as pgwarm renders it (grant rewrites it, as pgwarm promote does). Like
+// ssh on a shared connection (ControlMaster, as pgwarm renders it), serve
+// runs in another process that holds stdin and stdout: killing the ssh
+// process does not end the request.
 func sshBackend(t *testing.T, allow string) backend {
 	root := t.TempDir()
-	shim := filepath.Join(t.TempDir(), "fake-ssh")
+	dir := t.TempDir()
+	shim, rights := filepath.Join(dir, "fake-ssh"), filepath.Join(dir, "pgwarm-main.rights")
 	script := fmt.Sprintf(`#!/bin/sh
 # fake ssh: options..., destination, remote command (last argument)
 for last; do :; done
 exec 3<&0 # sh gives a background command /dev/null as stdin otherwise
-SSH_ORIGINAL_COMMAND="$last" %s serve --root %s --allow %s <&3 3<&- &
+SSH_ORIGINAL_COMMAND="$last" %s serve --root %s --rights %s --as pg1 <&3 3<&- &
 wait $!
-`, binPath, root, allow)
+`, binPath, root, rights)
 	if err := os.WriteFile(shim, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return backend{name: "ssh", url: "ssh://archiver@archive.example:2222" + root, root: root,
-		env: []string{"PGWARM_WAL_SSH=" + shim}}
+	b := backend{name: "ssh", url: "ssh://archiver@archive.example:2222" + root, root: root,
+		env: []string{"PGWARM_WAL_SSH=" + shim}, rights: rights}
+	b.grant(t, allow)
+	return b
+}
+
+// grant gives an ssh backend's key these rights from its next request on;
+// other backends have no keys.
+func (b backend) grant(t *testing.T, allow string) {
+	t.Helper()
+	if b.rights != "" {
+		writeFile(t, filepath.Dir(b.rights), filepath.Base(b.rights), []byte("pg1 "+allow+"\n"))
+	}
 }
 
 type result struct {

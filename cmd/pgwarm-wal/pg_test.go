@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgwarm/pgwarm/wal/walfile"
 )
 
 // pgEnv is a throwaway PostgreSQL installation run as the postgres OS user
@@ -238,6 +240,12 @@ func TestPostgresArchiveStandbyPromote(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The backup history file pg_basebackup left and the history file of
+	// the promotion were stored: what PostgreSQL writes passes the checks
+	// of their kinds (CheckContentKind), on ship and on verify.
+	if backups, _ := filepath.Glob(filepath.Join(arch, "wal", "*.backup")); len(backups) == 0 {
+		t.Fatalf("no backup history file archived after pg_basebackup")
+	}
 	r := runBin(t, nil, nil, "verify", "--archive", arch)
 	if r.code != 0 {
 		t.Fatalf("verify after failover: %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -261,5 +269,65 @@ func TestPostgresArchiveStandbyPromote(t *testing.T) {
 			r.want(t, 5, "belongs to database cluster")
 			break
 		}
+	}
+}
+
+// TestPostgresStandbyIgnoresBrokenHistory: a history file that is not one
+// in the archive (stored before the checks by kind, or planted on the
+// archive host) stops a standby with recovery_target_timeline = latest
+// with FATAL ("syntax error in history file") when restore hands it over.
+// restore refuses it (exit 4, which PostgreSQL takes for "not archived"),
+// so the standby starts and follows timeline 1.
+func TestPostgresStandbyIgnoresBrokenHistory(t *testing.T) {
+	env := newPG(t)
+	arch := env.mkdir(t, "archive")
+	sock := env.mkdir(t, "sock")
+	port := 20000 + rand.Intn(20000)
+	prim := &pgServer{env: env, data: filepath.Join(env.base, "primary"), sock: sock, port: port}
+	env.run(t, "initdb", "-D", prim.data, "-U", "postgres", "--auth=trust", "--no-sync")
+	appendConf(t, prim.data,
+		fmt.Sprintf("port = %d", port), "listen_addresses = ''", fmt.Sprintf("unix_socket_directories = '%s'", sock),
+		"wal_level = replica", "archive_mode = on", fmt.Sprintf("archive_command = '%s ship --archive %s %%p %%f'", binPath, arch),
+		"fsync = off", "logging_collector = off", "max_wal_senders = 4")
+	env.run(t, "pg_ctl", "-D", prim.data, "-l", filepath.Join(prim.data, "log.txt"), "-w", "start")
+	defer prim.stop(t)
+	standby := &pgServer{env: env, data: filepath.Join(env.base, "standby"), sock: sock, port: port + 1}
+	env.run(t, "pg_basebackup", "-h", sock, "-p", strconv.Itoa(port), "-D", standby.data, "-X", "none", "-c", "fast", "--no-sync")
+	prim.psql(t, "SELECT pg_switch_wal()")
+
+	bad, _, err := walfile.Encode([]byte("garbage\n"), walfile.Zstd, walfile.PageInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(env.mkdir(t, "archive/wal"), "00000002.history")
+	writeFile(t, filepath.Dir(planted), filepath.Base(planted), bad)
+	if env.cred != nil {
+		os.Chown(planted, int(env.cred.Uid), int(env.cred.Gid))
+	}
+
+	os.Remove(filepath.Join(standby.data, "log.txt"))
+	appendConf(t, standby.data, fmt.Sprintf("port = %d", standby.port), "hot_standby = on",
+		fmt.Sprintf("restore_command = '%s restore --archive %s %%f %%p'", binPath, arch))
+	writeFile(t, standby.data, "standby.signal", nil)
+	if env.cred != nil {
+		os.Chown(filepath.Join(standby.data, "standby.signal"), int(env.cred.Uid), int(env.cred.Gid))
+	}
+	// -W: a standby that stops with FATAL must not hang the start.
+	env.run(t, "pg_ctl", "-D", standby.data, "-l", filepath.Join(standby.data, "log.txt"), "-W", "start")
+	defer standby.stop(t)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := standby.tryPsql("SELECT pg_is_in_recovery()")
+		if err == nil && out == "t" {
+			break
+		}
+		if l := standby.logTail(); time.Now().After(deadline) || strings.Contains(l, "history file") && strings.Contains(l, "FATAL") || strings.Contains(l, "startup process") {
+			t.Fatalf("standby is not running in recovery (%s); log:\n%s", out, standby.logTail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	log := standby.logTail()
+	if strings.Contains(log, "syntax error in history file") || !strings.Contains(log, "00000002.history is not a timeline history file: line 1") {
+		t.Fatalf("the broken history file was not refused by restore; log:\n%s", log)
 	}
 }

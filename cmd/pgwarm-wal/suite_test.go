@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgwarm/pgwarm/wal/segname"
 	"github.com/pgwarm/pgwarm/wal/walfile"
 )
 
@@ -28,7 +29,7 @@ const (
 func TestArchiveSuite(t *testing.T) {
 	backends := []func(*testing.T) backend{
 		localBackend, fileURLBackend,
-		func(t *testing.T) backend { return sshBackend(t, "push,get,cleanup,list,verify") },
+		func(t *testing.T) backend { return sshBackend(t, suiteRights(1)) },
 	}
 	for _, mk := range backends {
 		name := mk(t).name
@@ -44,9 +45,14 @@ func TestArchiveSuite(t *testing.T) {
 			t.Run("wait and trigger", func(t *testing.T) { suiteWait(t, mk(t)) })
 			t.Run("linger", func(t *testing.T) { suiteLinger(t, mk(t)) })
 			t.Run("prefetch", func(t *testing.T) { suitePrefetch(t, mk(t)) })
+			t.Run("contents by kind", func(t *testing.T) { suiteContentKinds(t, mk(t)) })
 		})
 	}
 }
+
+// suiteRights are the rights of the suite's ssh key while it writes
+// timeline tli (a promotion moves them, as pgwarm promote does).
+func suiteRights(tli int) string { return fmt.Sprintf("push@%d,get,cleanup,list,verify", tli) }
 
 func suiteRoundTrip(t *testing.T, b backend) {
 	src := t.TempDir()
@@ -55,6 +61,7 @@ func suiteRoundTrip(t *testing.T, b backend) {
 		b.run(t, "ship", "--archive", b.url, p, n).want(t, 0)
 	}
 	hist := writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n"))
+	b.grant(t, suiteRights(2)) // promoted
 	b.run(t, "ship", "--archive", b.url, hist, "00000002.history").want(t, 0)
 	for _, c := range []string{"gzip", "none"} {
 		n := map[string]string{"gzip": "000000020000000000000003", "none": "000000020000000000000004"}[c]
@@ -119,6 +126,7 @@ func suiteDuplicates(t *testing.T, b backend) {
 	}
 
 	h1 := writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tbefore\n"))
+	b.grant(t, suiteRights(2))
 	b.run(t, "ship", "--archive", b.url, h1, "00000002.history").want(t, 0)
 	b.run(t, "ship", "--archive", b.url, h1, "00000002.history").want(t, 0)
 	h2 := writeFile(t, t.TempDir(), "00000002.history", []byte("1\t0/4000000\tother promotion\n"))
@@ -194,9 +202,12 @@ func suiteCleanupGaps(t *testing.T, b backend) {
 	src := t.TempDir()
 	names := []string{seg1, seg2, seg3, seg5, "000000010000000000000003.partial"}
 	for i, n := range names {
+		if strings.HasSuffix(n, ".partial") {
+			b.grant(t, suiteRights(2)) // the promoted primary archives the .partial
+		}
 		b.run(t, "ship", "--archive", b.url, writeFile(t, src, n, fakeSegment(n, sysA, int64(i))), n).want(t, 0)
 	}
-	b.run(t, "ship", "--archive", b.url, writeFile(t, src, "00000001.history", []byte("x\n")), "00000001.history").want(t, 0)
+	b.run(t, "ship", "--archive", b.url, writeFile(t, src, "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n")), "00000002.history").want(t, 0)
 	v := b.run(t, "verify", "--archive", b.url)
 	v.want(t, 10)
 	if !strings.Contains(v.stdout, "000000010000000000000004 is missing") {
@@ -218,7 +229,7 @@ func suiteCleanupGaps(t *testing.T, b backend) {
 			t.Fatalf("%s not removed", n)
 		}
 	}
-	for _, n := range []string{seg3, seg5, "00000001.history", "000000010000000000000003.partial"} {
+	for _, n := range []string{seg3, seg5, "00000002.history", "000000010000000000000003.partial"} {
 		if _, err := os.Stat(filepath.Join(b.root, "wal", n)); err != nil {
 			t.Fatalf("%s removed: %v", n, err)
 		}
@@ -449,4 +460,62 @@ func suitePrefetch(t *testing.T, b backend) {
 	restore(5).want(t, 0)
 	want("a restore during a promotion")
 	b.run(t, "restore", "--archive", b.url, "--prefetch", "2", names[0], dest).want(t, 2, "--spool")
+}
+
+// History and backup history files are checked as what their names say
+// before they are stored, and before restore hands one to PostgreSQL (a
+// history file it cannot parse stops a standby with FATAL).
+func suiteContentKinds(t *testing.T, b backend) {
+	src := t.TempDir()
+	b.run(t, "ship", "--archive", b.url, writeFile(t, src, seg1, fakeSegment(seg1, sysA, 1)), seg1).want(t, 0)
+	ship := func(name string, content []byte) result {
+		return b.run(t, "ship", "--archive", b.url, writeFile(t, t.TempDir(), name, content), name)
+	}
+	stored := func(name string) bool { _, err := os.Stat(filepath.Join(b.root, "wal", name)); return err == nil }
+	for _, c := range []struct {
+		name    string
+		content []byte
+		why     string
+	}{
+		{"00000002.history", []byte("hello, this is not a history file\n"), "line 1"},
+		{"00000002.history", fakeSegment(seg1, sysA, 2), "line 1"},
+		{"00000003.history", []byte("1\t0/3000000\tok\n\n3\t0/5000000\tno\n"), "line 3"},
+		{"00000002.history", nil, "no parent timeline"},
+		{"000000010000000000000001.00000028.backup", []byte("LABEL: x\n"), "START WAL LOCATION"},
+		{"000000010000000000000001.00000028.backup", fakeSegment(seg1, sysA, 3), "more than a backup history file can be"},
+		{"000000010000000000000001.00000028.backup", []byte("START WAL LOCATION: 0/1000028 (file 000000010000000000000001)\n\x00\xd1"), "line 2 holds binary data"},
+		{"000000010000000000000001.00000028.backup", []byte("START WAL LOCATION: 0/1000030 (file 000000010000000000000001)\n"), "not at offset 00000028"},
+	} {
+		n, _ := segname.Parse(c.name)
+		b.grant(t, suiteRights(int(n.TLI))) // so what is checked is the content
+		ship(c.name, c.content).want(t, 4, c.name, c.why)
+		if stored(c.name) {
+			t.Fatalf("%s stored with content that is not one", c.name)
+		}
+	}
+	// What PostgreSQL writes is stored.
+	b.grant(t, suiteRights(3))
+	ship("00000003.history", []byte("1\t0/3000000\tno recovery target specified\n\n2\t0/5000000\tno recovery target specified\n")).want(t, 0)
+	b.grant(t, suiteRights(1))
+	ship("000000010000000000000001.00000028.backup", []byte("START WAL LOCATION: 0/1000028 (file 000000010000000000000001)\n"+
+		"STOP WAL LOCATION: 0/1000100 (file 000000010000000000000001)\nCHECKPOINT LOCATION: 0/1000060\nBACKUP METHOD: streamed\n"+
+		"BACKUP FROM: primary\nSTART TIME: 2026-12-03 08:00:00 UTC\nLABEL: pg_basebackup base backup\nSTART TIMELINE: 1\n"+
+		"STOP TIME: 2026-12-03 08:00:01 UTC\nSTOP TIMELINE: 1\n")).want(t, 0)
+
+	// A broken history file already in the archive (stored by an older
+	// version, or planted on the archive host) is not handed to PostgreSQL.
+	bad, _, err := walfile.Encode([]byte("garbage\n"), walfile.Zstd, walfile.PageInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(b.root, "wal"), "00000004.history", bad)
+	dest := filepath.Join(t.TempDir(), "RECOVERYHISTORY")
+	b.run(t, "restore", "--archive", b.url, "00000004.history", dest).want(t, 4, "refusing to hand it to PostgreSQL", "line 1")
+	if _, err := os.Stat(dest); err == nil {
+		t.Fatal("a broken history file was handed to PostgreSQL")
+	}
+	if v := b.run(t, "verify", "--archive", b.url); v.code != 4 || !strings.Contains(v.stdout, "00000004.history") {
+		t.Fatalf("verify does not flag the broken history file: exit %d\n%s", v.code, v.stdout)
+	}
+	b.run(t, "restore", "--archive", b.url, "00000003.history", dest).want(t, 0)
 }

@@ -16,8 +16,9 @@ type VerifiedFile struct {
 }
 
 // CheckFile fully checks one archived file: header, decompression,
-// checksum, and for WAL that the content matches its name and header (a
-// file renamed by hand, or a header lying about the cluster, is caught).
+// checksum, for WAL that the content matches its name and header (a
+// file renamed by hand, or a header lying about the cluster, is caught),
+// and for history and backup files that they parse as one (CheckContentKind).
 // segSize is the archive's wal_segment_size, or 0 when unknown.
 func CheckFile(n segname.Name, file []byte, segSize uint32) VerifiedFile {
 	content, h, err := DecodeFor(n, file, segSize)
@@ -28,6 +29,9 @@ func CheckFile(n segname.Name, file []byte, segSize uint32) VerifiedFile {
 		if err := CheckWALContent(n, content, h); err != nil {
 			return VerifiedFile{Name: n, Header: h, Err: err}
 		}
+	}
+	if err := CheckContentKind(n, content); err != nil {
+		return VerifiedFile{Name: n, Header: h, Err: err}
 	}
 	return VerifiedFile{Name: n, Header: h}
 }

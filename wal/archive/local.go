@@ -149,6 +149,8 @@ func (l *Local) Put(ctx context.Context, name segname.Name, file []byte) error {
 		if err := l.checkCluster(h); err != nil {
 			return err
 		}
+	} else if err := checkText(name, file); err != nil {
+		return err
 	}
 	if err := os.Mkdir(l.walDir(), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return classify(err, "creating "+l.walDir())
@@ -164,6 +166,21 @@ func (l *Local) Put(ctx context.Context, name segname.Name, file []byte) error {
 		}
 	}
 	return classify(err, "writing "+l.path(name))
+}
+
+// checkText refuses a history or backup history file whose content is
+// not one (CheckContentKind): stored, a broken history file stops every
+// standby that reads it. They are small (CheckSize), so decoding here
+// costs little.
+func checkText(name segname.Name, file []byte) error {
+	content, _, err := DecodeFor(name, file, 0)
+	if err == nil {
+		err = CheckContentKind(name, content)
+	}
+	if err != nil {
+		return Errorf(KindCorrupt, "refusing the file sent for %s: %w; archive left untouched", name, err)
+	}
+	return nil
 }
 
 // compareExisting decides what an existing file under name means: the same

@@ -52,7 +52,7 @@ func cleanupKeys(all map[string]Rights) (standbys, others []string) {
 		if archive.ValidStandbyName(name) != nil {
 			continue // cannot be anyone's record; and never waited for
 		}
-		if r["cleanup"] {
+		if r.Allows("cleanup") {
 			standbys = append(standbys, name)
 		} else {
 			others = append(others, name)

@@ -19,36 +19,86 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pgwarm/pgwarm/wal/archive"
+	"github.com/pgwarm/pgwarm/wal/segname"
 )
 
-// Rights is the set of operations one key may run.
-type Rights map[string]bool
+// Rights is what one key may run: its operations, and for push the
+// timeline it may write.
+type Rights struct {
+	Ops map[string]bool
+	// Timeline is T of push@T: the key may add segments and backup
+	// history files of timeline T, the history file of T, and the
+	// .partial its parent timeline ends with (what a just-promoted primary
+	// archives). 0 for a bare push, as rights files written before
+	// timelines were named: every timeline's segments, no history file.
+	Timeline uint32
+}
 
-// ParseRights reads --allow, e.g. "push" or "get,cleanup". Reading
+// Allows reports whether op is among the rights.
+func (r Rights) Allows(op string) bool { return r.Ops[op] }
+
+// ParseRights reads --allow, e.g. "push@1" or "get,cleanup". Reading
 // (get) implies list and verify: whoever can fetch every file learns
 // nothing more from their names and checksums. push alone does not.
 func ParseRights(s string) (Rights, error) {
-	r := Rights{}
+	r := Rights{Ops: map[string]bool{}}
 	for _, op := range strings.Split(s, ",") {
 		op = strings.TrimSpace(op)
 		if op == "" {
 			continue
 		}
-		if !slices.Contains(archive.Ops, op) {
-			return nil, fmt.Errorf("--allow: unknown operation %q (known: %s)", op, strings.Join(archive.Ops, ","))
+		if t, ok := strings.CutPrefix(op, "push@"); ok {
+			tl, err := strconv.ParseUint(t, 10, 32)
+			if err != nil || tl == 0 || t[0] == '0' {
+				return Rights{}, fmt.Errorf("--allow: %q: push@T needs a timeline T of 1 or more in decimal, e.g. push@1", op)
+			}
+			op, r.Timeline = "push", uint32(tl)
+		} else if !slices.Contains(archive.Ops, op) {
+			return Rights{}, fmt.Errorf("--allow: unknown operation %q (known: %s, push@TIMELINE)", op, strings.Join(archive.Ops, ","))
 		}
-		r[op] = true
+		if op == "push" && r.Ops["push"] {
+			return Rights{}, fmt.Errorf("--allow: push is named twice: a key writes one timeline")
+		}
+		r.Ops[op] = true
 	}
-	if len(r) == 0 {
-		return nil, fmt.Errorf("--allow must name at least one of %s", strings.Join(archive.Ops, ","))
+	if len(r.Ops) == 0 {
+		return Rights{}, fmt.Errorf("--allow must name at least one of %s", strings.Join(archive.Ops, ","))
 	}
-	if r["get"] {
-		r["list"], r["verify"] = true, true
+	if r.Ops["get"] {
+		r.Ops["list"], r.Ops["verify"] = true, true
 	}
 	return r, nil
+}
+
+// PushAllowed decides whether rights r may push n. parent is the parent
+// timeline of r.Timeline from its archived history file, 0 when that is
+// not archived (yet). Pure: the refusal says why, the caller who and how
+// to fix it.
+//
+// A primary on timeline T never writes another timeline's segments or
+// history; the one file of another timeline it writes is the .partial
+// that ends its parent's, once, at its promotion. Storing a history file
+// of the next timeline ahead of the real promotion would make the real
+// one conflict forever, so that is what push@T prevents.
+func PushAllowed(r Rights, n segname.Name, parent uint32) error {
+	t := r.Timeline
+	switch {
+	case t == 0 && n.Kind == segname.History:
+		return fmt.Errorf("its push names no timeline (push@T), so it may not add timeline history files")
+	case t == 0:
+		return nil
+	case n.Kind == segname.Partial && n.TLI >= t:
+		return fmt.Errorf("it writes timeline %d, whose primary archives .partial files only of the timeline it branched from", t)
+	case n.Kind == segname.Partial && parent != 0 && n.TLI != parent:
+		return fmt.Errorf("it writes timeline %d, which branched from timeline %d (its archived history file), not %d", t, parent, n.TLI)
+	case n.Kind != segname.Partial && n.TLI != t:
+		return fmt.Errorf("it may write only timeline %d, and %s is of timeline %d", t, n, n.TLI)
+	}
+	return nil
 }
 
 // ParseRightsFile reads a rights file: one "NAME OPERATIONS" line per key
@@ -101,11 +151,11 @@ func (cfg Config) rights() (Rights, string, error) {
 	}
 	b, err := read(cfg.RightsFile)
 	if err != nil {
-		return nil, "", archive.Errorf(archive.KindDenied, "the archive host cannot read its rights file: %w; nothing is allowed until it can (pgwarm apply writes it)", err)
+		return Rights{}, "", archive.Errorf(archive.KindDenied, "the archive host cannot read its rights file: %w; nothing is allowed until it can (pgwarm apply writes it)", err)
 	}
 	all, err := ParseRightsFile(string(b))
 	if err != nil {
-		return nil, "", archive.Errorf(archive.KindDenied, "rights file %s on the archive host: %v; nothing is allowed until it is fixed (pgwarm apply rewrites it)", cfg.RightsFile, err)
+		return Rights{}, "", archive.Errorf(archive.KindDenied, "rights file %s on the archive host: %v; nothing is allowed until it is fixed (pgwarm apply rewrites it)", cfg.RightsFile, err)
 	}
 	return all[cfg.As], cfg.RightsFile, nil // no line: nothing allowed
 }
@@ -135,11 +185,12 @@ func handle(ctx context.Context, cfg Config, command string, in io.Reader) ([]by
 	if err != nil {
 		return nil, err
 	}
-	if !allow[req.Op] {
-		who, grants := "this ssh key", keys(allow)
-		if cfg.As != "" {
-			who = cfg.As + "'s ssh key"
-		}
+	who := "this ssh key"
+	if cfg.As != "" {
+		who = cfg.As + "'s ssh key"
+	}
+	if !allow.Allows(req.Op) {
+		grants := keys(allow)
 		if grants == "" {
 			grants = "nothing"
 		}
@@ -162,6 +213,9 @@ func handle(ctx context.Context, cfg Config, command string, in io.Reader) ([]by
 	store := archive.NewLocal(root, archive.Options{RequireMarker: marker})
 	switch req.Op {
 	case "push":
+		if err := checkTimeline(ctx, store, allow, req.Name, who, where); err != nil {
+			return nil, err
+		}
 		typ, file, err := archive.ReadFrame(in)
 		if err != nil || typ != archive.FrameData {
 			return nil, archive.Errorf(archive.KindBadInput, "push of %s: no complete data frame from the client (%v); nothing stored", req.Name, err)
@@ -199,9 +253,44 @@ func handle(ctx context.Context, cfg Config, command string, in io.Reader) ([]by
 func keys(r Rights) string {
 	var out []string
 	for _, op := range archive.Ops {
-		if r[op] {
+		if r.Ops[op] {
+			if op == "push" && r.Timeline != 0 {
+				op += "@" + strconv.FormatUint(uint64(r.Timeline), 10)
+			}
 			out = append(out, op)
 		}
 	}
 	return strings.Join(out, ",")
+}
+
+// checkTimeline refuses a push of n outside the key's timeline
+// (PushAllowed), before the file is read. For a .partial it reads the
+// history file of the key's timeline from the archive, when there, for
+// the parent the .partial must end.
+func checkTimeline(ctx context.Context, store *archive.Local, r Rights, n segname.Name, who, where string) error {
+	var parent uint32
+	if r.Timeline != 0 && n.Kind == segname.Partial && n.TLI < r.Timeline {
+		h := segname.Name{Kind: segname.History, TLI: r.Timeline}
+		file, err := store.Get(ctx, h, 0)
+		switch {
+		case archive.KindOf(err) == archive.KindNotFound:
+		case err != nil:
+			return err
+		default:
+			content, _, err := archive.DecodeFor(h, file, 0)
+			var es []archive.HistoryEntry
+			if err == nil {
+				es, err = archive.ParseHistory(h.TLI, content)
+			}
+			if err != nil {
+				return archive.Errorf(archive.KindCorrupt, "push of %s: the archived %s, which says where timeline %d branched, is damaged: %v", n, h, r.Timeline, err)
+			}
+			parent = es[len(es)-1].Parent
+		}
+	}
+	if err := PushAllowed(r, n, parent); err != nil {
+		return archive.Errorf(archive.KindDenied, "push of %s is not allowed for %s: %v (%s grants %s; `pgwarm promote` moves push to the promoted host and its new timeline, `pgwarm apply` writes the primary's current one)",
+			n, who, err, where, keys(r))
+	}
+	return nil
 }
