@@ -96,7 +96,10 @@ var (
 // what its destinations refuse, and the shape of the value.
 type kind struct {
 	chars string // allowed characters, besides letters and digits; "" is any printable
-	what  string // the rule, for messages: "an absolute path of ASCII letters, ..."
+	// pattern is the same rule for the JSON Schema (without the checks of
+	// shape that a regular expression cannot say well).
+	pattern string
+	what    string // the rule, for messages: "an absolute path of ASCII letters, ..."
 	// shape returns a problem with the value's form (not its characters), "" if none.
 	shape func(r fieldRule, s string) string
 	// own: the field has its own rule in check (a regular expression, an
@@ -111,9 +114,9 @@ type kind struct {
 // ssh_config, fstab, exports, cron, systemd, PostgreSQL's commands,
 // libpq or a URL path.
 var (
-	kindPath     = kind{chars: "._-+@/", what: "an absolute path of ASCII letters, digits and . _ - + @ /", shape: pathShape}
-	kindFileName = kind{chars: "._-+@", what: "a plain file name of ASCII letters, digits and . _ - + @", shape: fileNameShape}
-	kindUnit     = kind{chars: "._-@", what: "a systemd unit name of ASCII letters, digits and . _ - @", shape: unitShape}
+	kindPath     = kind{chars: "._-+@/", pattern: `^(/[A-Za-z0-9._+@-]+)+$`, what: "an absolute path of ASCII letters, digits and . _ - + @ /", shape: pathShape}
+	kindFileName = kind{chars: "._-+@", pattern: `^[A-Za-z0-9._+@-]+$`, what: "a plain file name of ASCII letters, digits and . _ - + @", shape: fileNameShape}
+	kindUnit     = kind{chars: "._-@", pattern: `^[A-Za-z0-9._@-]+$`, what: "a systemd unit name of ASCII letters, digits and . _ - @", shape: unitShape}
 	kindText     = kind{what: "one line of printable characters"}
 	kindOwn      = kind{own: true, what: "one line of printable characters"}
 )
