@@ -132,9 +132,11 @@ type fieldRule struct {
 
 // fieldRules lists every string key of the inventory. Keys checked by a
 // rule of their own (kindOwn) are here too, so the table shows every value
-// that leaves the file.
+// that leaves the file; enums and archive.host (a host's name) need no
+// destinations. The most telling destination comes first: messages explain
+// a refused character with the first one that reads it.
 var fieldRules = []fieldRule{
-	{key: "cluster", kind: kindOwn, dests: []destination{destFile, destShell, destSystemd, destCron, destForcedCommand, destPGConf}},
+	{key: "cluster", kind: kindOwn, dests: []destination{destFile, destShell, destSystemd, destCron, destForcedCommand, destSSHConfig, destPGConf, destPGCommand}},
 	{key: "postgres.layout", kind: kindOwn},
 	{key: "postgres.settings.*", kind: kindText, dests: []destination{destPGConf}},
 	{key: "postgres.data_dir", kind: kindPath, where: "the PostgreSQL hosts", dests: []destination{destShell, destFile}},

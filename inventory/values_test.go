@@ -271,3 +271,18 @@ func TestValuesValidatedForTheirDestinations(t *testing.T) {
 		}
 	}
 }
+
+// A key with a newline is reported on one line: it cannot forge a
+// problem line (or a "valid") of its own.
+func TestProblemsAreOneLineEach(t *testing.T) {
+	src := minimal + "\"x\\nfake.yaml:1:1: fine\": 1\npostgres.settings: {\"a\\rb\": 1}\n"
+	_, err := Parse("m.yaml", []byte(src), Options{})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, p := range err.(Problems) {
+		if strings.ContainsAny(p.String(), "\n\r") {
+			t.Errorf("problem spans lines: %q", p.String())
+		}
+	}
+}
