@@ -18,10 +18,13 @@ import (
 
 // FuzzInventoryRender: no inventory that validates renders a line with a
 // directive, option or command the inventory did not name. Each input is an
-// inventory document, optionally with its field-th scalar (keys included,
-// in document order) replaced by value; every one that loads is rendered
-// and every rendered file is parsed the way its reader (sshd, ssh, mount,
-// exportfs, cron, systemd, PostgreSQL, libpq, sh) would parse it.
+// inventory document and an edit of one of its scalars (keys included, in
+// document order): the low byte of edit picks the scalar (0: none), the
+// high byte where value goes in it (0: value replaces it; n: it is
+// inserted before byte n-1, so most edits of a valid value stay valid and
+// reach the renderer). Every inventory that loads is rendered, and every
+// rendered file is parsed the way its reader (sshd, ssh, mount, exportfs,
+// cron, systemd, PostgreSQL, libpq, sh) would parse it.
 //
 // In CI: go test -run='^$' -fuzz=FuzzInventoryRender -fuzztime=20s ./templates/
 func FuzzInventoryRender(f *testing.F) {
@@ -29,27 +32,42 @@ func FuzzInventoryRender(f *testing.F) {
 	for _, doc := range docs {
 		f.Add(doc, uint16(0), "")
 	}
-	// Every field of a few inventories that between them use every key,
-	// with each kind of hostile value; the fuzzer mutates from there.
-	hostile := []string{"x'y", "a b", "/x\n    ProxyCommand id", "/p/%p", "a,b", `a\"b`, "$(id)", "include", "/a+b@c-d_e.f", "-x"}
-	for _, doc := range docs[:3] { // fuzzFull over ssh and over nfs, pg11-hot-nfs
+	// Every field of the inventories that use every key, with each
+	// character some destination reads as syntax inserted after its first
+	// byte, and a few whole hostile values; the fuzzer mutates from there.
+	inserted := []string{"'", " ", "\n", "%", ",", `"`, `\`, "$", ";", "#", "=", ":", "+@"}
+	replaced := []string{"/x\n    ProxyCommand id", "include", "-x"}
+	edited := docs[:2] // fuzzFull over ssh and over nfs
+	if testing.Short() {
+		edited = docs[:1]
+	}
+	for _, doc := range edited {
 		n := len(scalars(parseDoc(doc)))
-		for field := 1; field <= n; field++ {
-			for _, v := range hostile {
+		for field := 1; field <= n && field < 256; field++ {
+			for _, v := range inserted {
+				f.Add(doc, uint16(2<<8|field), v)
+			}
+			for _, v := range replaced {
 				f.Add(doc, uint16(field), v)
 			}
 		}
 	}
-	f.Fuzz(func(t *testing.T, doc []byte, field uint16, value string) {
+	f.Fuzz(func(t *testing.T, doc []byte, edit uint16, value string) {
 		data := doc
-		if field != 0 {
+		if field, at := int(edit&0xff), int(edit>>8); field != 0 {
 			root := parseDoc(doc)
 			ss := scalars(root)
 			if len(ss) == 0 {
 				return
 			}
-			n := ss[int(field-1)%len(ss)]
-			n.Value, n.Tag, n.Style = value, "!!str", yaml.DoubleQuotedStyle
+			n := ss[(field-1)%len(ss)]
+			if at == 0 {
+				n.Value = value
+			} else {
+				i := (at - 1) % (len(n.Value) + 1)
+				n.Value = n.Value[:i] + value + n.Value[i:]
+			}
+			n.Tag, n.Style = "!!str", yaml.DoubleQuotedStyle
 			out, err := yaml.Marshal(root)
 			if err != nil {
 				return
@@ -100,6 +118,73 @@ func TestRenderedFilesNameOnlyTheInventory(t *testing.T) {
 	if valid < 60 {
 		t.Errorf("only %d seed inventories validate", valid)
 	}
+}
+
+// Every ASCII punctuation character and blank, inserted into every value
+// of the inventories that use every key: those that validate render only
+// what the inventory named. The fuzzer goes further; this sweep runs in
+// every go test.
+func TestEveryCharacterInEveryValue(t *testing.T) {
+	docs := fuzzSeedDocs(t)[:2]
+	if testing.Short() {
+		docs = docs[:1] // over ssh only
+	}
+	var chars []string
+	for c := byte(0x20); c < 0x7f; c++ {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			chars = append(chars, string(c))
+		}
+	}
+	chars = append(chars, "\t", "\n", "\r", "\x00", "\x7f", "é", "\u2028", "\u202e")
+	tried, valid := 0, 0
+	for _, doc := range docs {
+		root := parseDoc(doc)
+		values := map[*yaml.Node]bool{}
+		var walk func(n *yaml.Node)
+		walk = func(n *yaml.Node) {
+			for i, c := range n.Content {
+				if n.Kind != yaml.MappingNode || i%2 == 1 {
+					values[c] = c.Kind == yaml.ScalarNode && c.Tag == "!!str"
+				}
+				walk(c)
+			}
+		}
+		walk(root)
+		for i, n := range scalars(root) {
+			if !values[n] {
+				continue // a key, a number or a boolean
+			}
+			for _, ch := range chars {
+				{
+					root := parseDoc(doc)
+					m := scalars(root)[i]
+					m.Value = m.Value[:1] + ch + m.Value[1:]
+					m.Style = yaml.DoubleQuotedStyle
+					data, err := yaml.Marshal(root)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tried++
+					inv, err := inventory.Parse("sweep.yaml", data, inventory.Options{Home: "/home/op", Dir: "/inv"})
+					if err != nil {
+						continue
+					}
+					r, err := RenderWith(inv, Options{LookupEnv: anyEnv})
+					if err != nil {
+						continue
+					}
+					valid++
+					if msgs := checkRendered(inv, r); len(msgs) > 0 {
+						t.Errorf("%q in %q renders what the inventory did not name:\n%s", ch, n.Value, strings.Join(msgs, "\n"))
+					}
+				}
+			}
+		}
+	}
+	if valid < 200 {
+		t.Errorf("only %d of %d edits validate", valid, tried)
+	}
+	t.Logf("%d edits, %d validate and were checked", tried, valid)
 }
 
 // anyEnv answers every variable with the golden password, whatever
