@@ -87,14 +87,9 @@ func TestKindsFitTheirDestinations(t *testing.T) {
 	}
 }
 
-// setKey returns src with the scalar at key (a.b, hosts[1].name) replaced
-// by value.
-func setKey(t *testing.T, src, key, value string) []byte {
+// nodeAt returns the node at key (a.b, hosts[1].name) of doc.
+func nodeAt(t *testing.T, doc *yaml.Node, key string) *yaml.Node {
 	t.Helper()
-	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
-		t.Fatal(err)
-	}
 	n := doc.Content[0]
 	for _, part := range strings.Split(key, ".") {
 		idx := -1
@@ -116,6 +111,17 @@ func setKey(t *testing.T, src, key, value string) []byte {
 		}
 		n = next
 	}
+	return n
+}
+
+// setKey returns src with the scalar at key replaced by value.
+func setKey(t *testing.T, src, key, value string) []byte {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	n := nodeAt(t, &doc, key)
 	n.Value, n.Tag, n.Style = value, "!!str", yaml.DoubleQuotedStyle
 	out, err := yaml.Marshal(&doc)
 	if err != nil {
@@ -127,16 +133,16 @@ func setKey(t *testing.T, src, key, value string) []byte {
 // Fields with a rule of their own (a regular expression, a host name) keep
 // out every character their destinations read as syntax.
 func TestOwnRulesKeepOutWhatDestinationsForbid(t *testing.T) {
-	base := parseFull(t)
-	_ = base
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(full), &doc); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range fieldRules {
 		if !r.kind.own || len(r.dests) == 0 {
 			continue
 		}
 		key := strings.ReplaceAll(r.key, "[]", "[0]")
-		var doc yaml.Node
-		yaml.Unmarshal([]byte(full), &doc)
-		orig := valueAt(t, &doc, key)
+		orig := nodeAt(t, &doc, key).Value
 		seen := map[rune]bool{}
 		for _, d := range r.dests {
 			for _, s := range d.syntax {
@@ -155,32 +161,6 @@ func TestOwnRulesKeepOutWhatDestinationsForbid(t *testing.T) {
 			}
 		}
 	}
-}
-
-func valueAt(t *testing.T, doc *yaml.Node, key string) string {
-	t.Helper()
-	n := doc.Content[0]
-	for _, part := range strings.Split(key, ".") {
-		idx := -1
-		if i := strings.Index(part, "["); i >= 0 {
-			fmt.Sscanf(part[i:], "[%d]", &idx)
-			part = part[:i]
-		}
-		var next *yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == part {
-				next = n.Content[i+1]
-			}
-		}
-		if next == nil {
-			t.Fatalf("%s: no key %s", key, part)
-		}
-		if idx >= 0 {
-			next = next.Content[idx]
-		}
-		n = next
-	}
-	return n.Value
 }
 
 // Every class of value the issue found reaching a file or a shell unchecked
