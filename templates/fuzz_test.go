@@ -610,13 +610,40 @@ func (c *checker) helperArgv(h inventory.Host, what string, argv []string, sub s
 				c.errorf("%s: --as %q names no host", what, v)
 			}
 			i++
-		} else if numberRE.MatchString(v) {
-			i++ // --linger 1s, --prefetch 8: pgwarm's own numbers
+		} else if !strings.HasPrefix(v, "--") {
+			// Another flag's value (--linger 1s, --prefetch 8): one of
+			// pgwarm's own words, a host's name or a path of the
+			// inventory's directories, never a piece of a value cut apart.
+			if !c.ownWord(v) {
+				c.errorf("%s: %s %q is no value pgwarm or the inventory gives", what, a, v)
+			}
+			i++
 		}
 	}
 	if sub != "serve" && !seen["--archive"] {
 		c.errorf("%s: %q has no --archive", what, argv)
 	}
+}
+
+// ownWord: a number or duration, a host or cluster name, or a clean path
+// below one of the directories the inventory names.
+func (c *checker) ownWord(v string) bool {
+	if numberRE.MatchString(v) || v == c.inv.Cluster {
+		return true
+	}
+	if _, ok := c.inv.Host(v); ok {
+		return true
+	}
+	if !safePathRE.MatchString(v) || path.Clean(v) != v {
+		return false
+	}
+	p := c.inv.Paths()
+	for _, dir := range []string{p.StateDir, p.DataDir, p.Home, c.inv.Archive.Path, c.inv.Archive.Home, c.inv.Archive.MountPoint} {
+		if v == dir || strings.HasPrefix(v, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *checker) conninfo(name, s string) {
