@@ -33,7 +33,11 @@ func (d *decoder) addf(n *yaml.Node, format string, args ...any) {
 // fail records a problem with the value at path.
 func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
 	d.failed[path] = true
-	d.addf(n, "%s: %s", path, fmt.Sprintf(format, args...))
+	shown := path
+	if oneLine(path) != "" {
+		shown = strconv.Quote(path) // a key with a newline must not forge a line of its own
+	}
+	d.addf(n, "%s: %s", shown, fmt.Sprintf(format, args...))
 }
 
 var (

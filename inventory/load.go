@@ -202,9 +202,20 @@ func ManagedSettings() []string {
 	}
 }
 
+// includeDirectives are postgresql.conf's directives that read another
+// file in place (PostgreSQL accepts them written like a setting).
+var includeDirectives = []string{"include", "include_dir", "include_if_exists"}
+
+// locationSettings move the files pgwarm renders (pg_hba.conf, the data
+// directory with standby.signal or recovery.conf) away from where it
+// writes them: its replication entries and recovery settings would be
+// silently ignored.
+var locationSettings = []string{"config_file", "data_directory", "hba_file", "ident_file"}
+
 // check runs the cross-field rules. Rules that depend on a value that was
 // already rejected are skipped so one mistake gives one message.
 func (d *decoder) check(inv *Inventory, opts Options) {
+	d.checkValues()
 	if p := "cluster"; !d.failed[p] && d.nodes[p] != nil && !clusterRE.MatchString(inv.Cluster) {
 		d.fail(p, d.nodes[p], "%q: use lower-case letters, digits, - and _ (at most 40), it names files and units", inv.Cluster)
 	}
@@ -238,12 +249,6 @@ func (d *decoder) check(inv *Inventory, opts Options) {
 	}
 }
 
-func (d *decoder) absPath(p, value string) {
-	if n := d.nodes[p]; n != nil && !d.failed[p] && value != "" && !strings.HasPrefix(value, "/") {
-		d.fail(p, n, "must be an absolute path, got %q", value)
-	}
-}
-
 func (d *decoder) port(p string, v int) {
 	if n := d.nodes[p]; n != nil && !d.failed[p] && (v < 1 || v > 65535) {
 		d.fail(p, n, "port %d is out of range 1-65535", v)
@@ -253,11 +258,6 @@ func (d *decoder) port(p string, v int) {
 func (d *decoder) checkPostgres(inv *Inventory) {
 	pg := inv.Postgres
 	d.port("postgres.port", pg.Port)
-	for _, k := range []struct{ key, val string }{
-		{"data_dir", pg.DataDir}, {"config_dir", pg.ConfigDir}, {"bin_dir", pg.BinDir}, {"home", pg.Home},
-	} {
-		d.absPath("postgres."+k.key, k.val)
-	}
 	if pg.Layout == LayoutCustom && !d.failed["postgres.layout"] {
 		for _, k := range []struct{ key, val string }{{"data_dir", pg.DataDir}, {"bin_dir", pg.BinDir}} {
 			if k.val == "" {
@@ -275,8 +275,10 @@ func (d *decoder) checkPostgres(inv *Inventory) {
 			d.fail(p, n, "%q is not a setting name", name)
 		case contains(managed, name):
 			d.fail(p, n, "managed by pgwarm from replication, archive and postgres.port; remove it from settings")
-		case strings.ContainsAny(val, "\n\r\x00"):
-			d.fail(p, n, "value must be one line")
+		case contains(includeDirectives, name):
+			d.fail(p, n, "%s is a directive, not a setting: the file it includes would be read inside pgwarm.conf and could override what pgwarm manages (archive_command, restore_command, ...); write the settings themselves under postgres.settings", name)
+		case contains(locationSettings, name):
+			d.fail(p, n, "%s would make PostgreSQL read another file or directory than the one pgwarm manages; set postgres.data_dir or postgres.config_dir instead", name)
 		case name == "wal_level" && val != "replica" && val != "logical":
 			d.fail(p, n, "wal_level %q cannot ship WAL to a standby; use replica or logical", val)
 		}
@@ -295,7 +297,6 @@ func (d *decoder) checkReplication(inv *Inventory) {
 			d.fail(p, d.nodes[p], "must be whole milliseconds from 1ms to 1h (PostgreSQL's wal_retrieve_retry_interval), got %s", r.RestoreRetry)
 		}
 	}
-	d.absPath("replication.trigger_file", r.TriggerFile)
 	if p := "replication.user"; d.nodes[p] != nil && !d.failed[p] && !roleNameRE.MatchString(r.User) {
 		d.fail(p, d.nodes[p], "%q: use a lower-case role name (letters, digits, _)", r.User)
 	}
@@ -364,24 +365,12 @@ func (d *decoder) checkSSH(p string, s SSH) {
 
 func (d *decoder) checkArchive(inv *Inventory) {
 	a := inv.Archive
-	if p := "archive.path"; d.nodes[p] != nil && !d.failed[p] {
-		if !strings.HasPrefix(a.Path, "/") {
-			d.fail(p, d.nodes[p], "must be an absolute path on the archive host, got %q", a.Path)
-		} else if a.Path == "/" || strings.ContainsAny(a.Path, " \t\n'\"\\") {
-			d.fail(p, d.nodes[p], "%q cannot be the archive directory (use a dedicated directory without spaces or quotes)", a.Path)
-		}
-	}
-	d.absPath("archive.home", a.Home)
-	d.absPath("archive.mount_point", a.MountPoint)
 	if p := "archive.user"; d.nodes[p] != nil && !d.failed[p] && !unixUserRE.MatchString(a.User) {
 		d.fail(p, d.nodes[p], "%q is not a user name", a.User)
 	}
-	if p := "archive.marker"; d.nodes[p] != nil && !d.failed[p] && a.Marker != "" {
-		if strings.ContainsAny(a.Marker, "/ \t") || a.Marker == "." || a.Marker == ".." {
-			d.fail(p, d.nodes[p], "%q: a marker is a plain file name in the archive root", a.Marker)
-		} else if a.Transport == TransportSSH {
-			d.fail(p, d.nodes[p], "a marker proves an NFS mount; with transport ssh pgwarm-wal serve checks the archive itself")
-		}
+	// Its characters and form are checked with every other value (values.go).
+	if p := "archive.marker"; d.nodes[p] != nil && !d.failed[p] && a.Marker != "" && a.Transport == TransportSSH {
+		d.fail(p, d.nodes[p], "a marker proves an NFS mount; with transport ssh pgwarm-wal serve checks the archive itself")
 	}
 	p := "archive.host"
 	n := d.nodes[p]

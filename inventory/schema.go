@@ -11,7 +11,7 @@ import (
 // from the same struct definitions and tags the loader walks, so the two
 // cannot drift apart.
 func Schema() ([]byte, error) {
-	s := schemaFor(reflect.TypeFor[Inventory](), reflect.StructField{})
+	s := schemaFor(reflect.TypeFor[Inventory](), reflect.StructField{}, "")
 	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	s["$id"] = "https://github.com/pgwarm/pgwarm/inventory.schema.json"
 	s["title"] = "pgwarm inventory"
@@ -25,7 +25,9 @@ func Schema() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func schemaFor(t reflect.Type, f reflect.StructField) map[string]any {
+// schemaFor describes a value of type t in field f at key (as in
+// fieldRules: hosts[].name).
+func schemaFor(t reflect.Type, f reflect.StructField, key string) map[string]any {
 	s := map[string]any{}
 	if doc := f.Tag.Get("doc"); doc != "" {
 		s["description"] = doc
@@ -53,6 +55,9 @@ func schemaFor(t reflect.Type, f reflect.StructField) map[string]any {
 		if enum := f.Tag.Get("enum"); enum != "" {
 			s["enum"] = strings.Split(enum, "|")
 		}
+		if r, ok := ruleFor(key); ok && r.kind.pattern != "" {
+			s["pattern"] = r.kind.pattern
+		}
 	case reflect.Int:
 		s["type"] = "integer"
 	case reflect.Bool:
@@ -61,11 +66,11 @@ func schemaFor(t reflect.Type, f reflect.StructField) map[string]any {
 		s["type"] = "object"
 		s["additionalProperties"] = map[string]any{"type": []string{"string", "number", "boolean"}}
 	case reflect.Pointer:
-		inner := schemaFor(t.Elem(), f)
+		inner := schemaFor(t.Elem(), f, key)
 		return inner
 	case reflect.Slice:
 		s["type"] = "array"
-		s["items"] = schemaFor(t.Elem(), reflect.StructField{})
+		s["items"] = schemaFor(t.Elem(), reflect.StructField{}, key+"[]")
 	case reflect.Struct:
 		s["type"] = "object"
 		s["additionalProperties"] = false
@@ -76,7 +81,7 @@ func schemaFor(t reflect.Type, f reflect.StructField) map[string]any {
 			if name == "" {
 				continue
 			}
-			props[name] = schemaFor(sf.Type, sf)
+			props[name] = schemaFor(sf.Type, sf, join(key, name))
 			if sf.Tag.Get("required") == "true" {
 				required = append(required, name)
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -13,8 +14,8 @@ import (
 )
 
 // validate checks doc against the subset of JSON Schema that Schema emits
-// (type, properties, additionalProperties, required, enum, items, pattern
-// presence), returning one message per violation.
+// (type, properties, additionalProperties, required, enum, items, pattern),
+// returning one message per violation.
 func validate(schema map[string]any, doc any, path string) []string {
 	var errs []string
 	if enum, ok := schema["enum"].([]any); ok {
@@ -60,8 +61,12 @@ func validate(schema map[string]any, doc any, path string) []string {
 			errs = append(errs, validate(schema["items"].(map[string]any), v, fmt.Sprintf("%s[%d]", path, i))...)
 		}
 	case "string":
-		if _, ok := doc.(string); !ok {
+		str, ok := doc.(string)
+		if !ok {
 			errs = append(errs, path+": not a string")
+		}
+		if p, _ := schema["pattern"].(string); ok && p != "" && !regexp.MustCompile(p).MatchString(str) {
+			errs = append(errs, fmt.Sprintf("%s: %q does not match %s", path, str, p))
 		}
 	case "integer":
 		if _, ok := doc.(int); !ok {
@@ -130,7 +135,8 @@ func TestSchemaAcceptsWhatLoadAccepts(t *testing.T) {
 // types and bad enum values.
 func TestSchemaRejects(t *testing.T) {
 	s := loadSchema(t)
-	for _, name := range []string{"unknown-key", "typo-key", "bad-mode", "bad-transport", "bad-compression", "bad-seed", "wrong-type", "password-in-file", "missing-archive", "bad-version"} {
+	for _, name := range []string{"unknown-key", "typo-key", "bad-mode", "bad-transport", "bad-compression", "bad-seed", "wrong-type", "password-in-file", "missing-archive", "bad-version",
+		"archive-home-quote", "archive-home-metachar", "mount-point-space", "percent-in-path"} {
 		src, err := os.ReadFile(filepath.Join("../testdata/inventory/broken", name+".yaml"))
 		if err != nil {
 			t.Fatal(err)
