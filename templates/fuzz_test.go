@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -296,9 +297,9 @@ func (c *checker) errorf(format string, args ...any) {
 }
 
 var (
-	safePathRE    = regexp.MustCompile(`^(/[A-Za-z0-9._+@-]+)+$`)
-	numberRE      = regexp.MustCompile(`^[0-9]+(ms|s)?$`)
-	rightsFieldRE = regexp.MustCompile(`^[a-z0-9,:=_-]+$`)
+	safePathRE       = regexp.MustCompile(`^(/[A-Za-z0-9._+@-]+)+$`)
+	numberRE         = regexp.MustCompile(`^[0-9]+(ms|s)?$`)
+	rightsTimelineRE = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
 )
 
 func checkRendered(inv *inventory.Inventory, r Rendered) []string {
@@ -605,6 +606,16 @@ func (c *checker) helperArgv(h inventory.Host, what string, argv []string, sub s
 				c.errorf("%s: %s %q, the inventory gives %q", what, a, v, w)
 			}
 			i++
+		} else if a == "--standbys" {
+			var names []string
+			for _, s := range inv.Standbys() {
+				names = append(names, s.Name)
+			}
+			sort.Strings(names)
+			if v != strings.Join(names, ",") {
+				c.errorf("%s: --standbys %q, the inventory's standbys are %q", what, v, strings.Join(names, ","))
+			}
+			i++
 		} else if a == "--as" {
 			if _, ok := inv.Host(v); !ok {
 				c.errorf("%s: --as %q names no host", what, v)
@@ -837,16 +848,35 @@ func (c *checker) rights(lines []string) {
 	}
 	for _, l := range lines {
 		fs := strings.Fields(l)
-		if len(fs) < 2 || !clients[fs[0]] {
-			c.errorf("rights line %q does not start with a client host", l)
+		if len(fs) != 2 || !clients[fs[0]] {
+			c.errorf("rights line %q is not one client host and its operations", l)
 			continue
 		}
-		for _, f := range fs[1:] {
-			if !rightsFieldRE.MatchString(f) {
-				c.errorf("rights line %q: field %q", l, f)
+		for _, op := range strings.Split(fs[1], ",") {
+			if !c.rightsOp(op) {
+				c.errorf("rights line %q: operation %q", l, op)
 			}
 		}
 	}
+}
+
+// rightsOp accepts what serve's rights parser knows: a bare operation, or
+// push@T with T a number or the plan's placeholder of a client's timeline.
+func (c *checker) rightsOp(op string) bool {
+	switch op {
+	case "push", "get", "cleanup", "list", "verify":
+		return true
+	}
+	t, ok := strings.CutPrefix(op, "push@")
+	if !ok {
+		return false
+	}
+	for _, h := range c.inv.ArchiveClients() {
+		if t == TimelinePlaceholder(h.Name) || t == NextTimelinePlaceholder(h.Name) {
+			return true
+		}
+	}
+	return rightsTimelineRE.MatchString(t)
 }
 
 func (c *checker) fstab(lines []string) {
