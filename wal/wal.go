@@ -206,24 +206,9 @@ func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, 
 		return fetchArchived(ctx, a, n, "not waiting for it, "+f+" exists (promotion requested)")
 	}
 	parent := ctx
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	promoted := errors.New("promotion requested")
-	go func() {
-		t := time.NewTicker(promotePoll)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if firstExisting(watch) != "" {
-					cancel(promoted)
-					return
-				}
-			}
-		}
-	}()
+	ctx, cancel := CancelWhen(ctx, promotePoll, func() bool { return firstExisting(watch) != "" }, promoted)
+	defer cancel(nil)
 	content, err := Fetch(ctx, a, n, linger)
 	if err != nil && errors.Is(context.Cause(ctx), promoted) {
 		// A segment that landed as the wait was cut short still counts: a

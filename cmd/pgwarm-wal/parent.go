@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/pgwarm/pgwarm/wal"
 	"github.com/pgwarm/pgwarm/wal/archive"
 )
 
@@ -49,25 +50,10 @@ func (p parents) gone() bool {
 func dieWithParent(ctx context.Context) (context.Context, func() bool, func()) {
 	p := currentParents()
 	setParentDeathSignal()
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := wal.CancelWhen(ctx, parentPoll, p.gone, errParentGone)
 	if p.gone() { // it died before the prctl could arm
 		cancel(errParentGone)
 	}
-	go func() {
-		t := time.NewTicker(parentPoll)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if p.gone() {
-					cancel(errParentGone)
-					return
-				}
-			}
-		}
-	}()
 	// The death signal arrives as SIGTERM, which cancels ctx as a stop
 	// would: whether the parent is gone is asked again, not taken from ctx.
 	gone := func() bool { return errors.Is(context.Cause(ctx), errParentGone) || p.gone() }
