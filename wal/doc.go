@@ -13,7 +13,20 @@
 //     and the archive is untouched. A kill -9 at any moment leaves at most a
 //     .tmp- file, never an incomplete file under the final name.
 //   - the archive root records the cluster's system identifier (from the WAL
-//     long page header) on first use; WAL of another cluster is refused.
+//     long page header) on first use; WAL of another cluster is refused, on
+//     ship and, should some have got in, on restore (checked beside the
+//     files: locally, or by serve on the archive host).
+//   - no link is followed inside the archive: archived files and
+//     pgwarm-archive.json are opened O_NOFOLLOW, regular files only (a link,
+//     FIFO or device under a WAL name is refused by name and reported by
+//     list and verify as a foreign file), and ROOT/wal must be a directory.
+//     The archive root, DEST's directory, --spool and --trigger are the
+//     operator's paths and may be links. Restore's and the spool's temp
+//     files are new files under random names (O_EXCL|O_NOFOLLOW).
+//   - restore stops, and writes nothing, once the server process that
+//     started it is gone (parent or, with a forking /bin/sh between,
+//     grandparent): an orphan must not write into a data directory that a
+//     new server may own.
 //   - every archived file carries a sha256 of its stored bytes (files of
 //     older versions: of their content), and zstd frames carry zstd's
 //     checksum of what was compressed; restore checks both (and that the
@@ -39,12 +52,13 @@
 // archive/restore commands as fatal.
 //
 //	0   success (ship: durable or identical copy already archived)
-//	1   restore: file not in the archive, or recovery ended by the trigger file;
-//	    any other unclassified error
+//	1   restore: file not in the archive, or recovery ended by the trigger file,
+//	    or the server that started it is gone; any other unclassified error
 //	2   bad input: invalid WAL file name, archive URL, flags, or source file
 //	3   conflict: different content is already archived under that name
 //	4   checksum mismatch or damaged archived file
-//	5   foreign cluster: WAL of another system identifier / segment size
+//	5   foreign cluster: WAL of another system identifier / segment size; or
+//	    a link, FIFO or device where an archived file should be
 //	6   --require-marker file missing (archive probably not mounted)
 //	7   permission denied, or operation not allowed for this ssh key
 //	8   archive filesystem full
@@ -108,11 +122,12 @@ func ExitCode(err error) int {
 // ExitHelp is the exit-code table for --help.
 const ExitHelp = `EXIT CODES (never above 125 for ordinary failures):
    0   success (ship: durable, or the identical file was already archived)
-   1   restore: file not in the archive / recovery ended by trigger; other errors
+   1   restore: file not in the archive / recovery ended by trigger / its server is gone; other errors
    2   bad input: invalid WAL name, archive URL, flag or source file
    3   different content is already archived under that name (archive untouched)
    4   checksum mismatch / damaged archived file (restore refuses it)
-   5   WAL of another cluster (system identifier differs from the archive's)
+   5   WAL of another cluster (system identifier differs from the archive's), or a
+       link/FIFO/device where an archived file should be (never followed)
    6   --require-marker file missing (archive probably not mounted)
    7   permission denied, or operation not allowed for this ssh key
    8   archive filesystem full

@@ -40,20 +40,16 @@ const prefetchWhenWithin = 250 * time.Millisecond
 // whether the segment before it was fetched at once too. The record is a
 // small file in the spool.
 func (p Prefetch) behind(n segname.Name, segSize uint32, quick bool) bool {
-	dir := p.spoolDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, ok := p.makeSpool()
+	if !ok {
 		return false
 	}
-	state := filepath.Join(dir, "last")
-	prev, _ := os.ReadFile(state)
+	prev, _ := archive.ReadRegular(filepath.Join(dir, "last"))
 	mark := "slow"
 	if quick {
 		mark = "quick"
 	}
-	tmp := state + ".tmp"
-	if os.WriteFile(tmp, []byte(n.String()+" "+mark+"\n"), 0o600) == nil {
-		os.Rename(tmp, state)
-	}
+	_ = writeNew(dir, "last", []byte(n.String()+" "+mark+"\n"))
 	segno := n.SegNo(segSize)
 	if !quick || segno == 0 {
 		return false
@@ -69,10 +65,30 @@ func (p Prefetch) spoolDir() string {
 	return filepath.Join(p.Spool, hex.EncodeToString(sum[:6]))
 }
 
+// makeSpool creates the spool of this archive and returns it, unless it
+// is not a real directory: the spool's own directory is pgwarm-wal's (the
+// operator's --spool above it may be a link), and fromSpool removes what
+// it finds there, so a link would aim those removals elsewhere.
+func (p Prefetch) makeSpool() (string, bool) {
+	dir := p.spoolDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", false
+	}
+	return dir, realDir(dir)
+}
+
+func realDir(dir string) bool {
+	st, err := os.Lstat(dir)
+	return err == nil && st.IsDir()
+}
+
 // fromSpool returns n's content from the spool when it is there and
 // intact, and drops every spooled file that is not ahead of n.
 func (p Prefetch) fromSpool(n segname.Name) ([]byte, bool) {
 	dir := p.spoolDir()
+	if !realDir(dir) {
+		return nil, false
+	}
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, false
@@ -88,7 +104,7 @@ func (p Prefetch) fromSpool(n segname.Name) ([]byte, bool) {
 			// for again in this order. A spool is a cache: dropping is safe.
 			os.Remove(path)
 		case m == n:
-			if b, err := os.ReadFile(path); err == nil {
+			if b, err := archive.ReadRegular(path); err == nil {
 				hit = b
 			}
 			os.Remove(path)
@@ -110,8 +126,8 @@ func (p Prefetch) fill(ctx context.Context, a archive.Archive, n segname.Name, s
 	if p.Ahead <= 0 || !segname.ValidSegSize(segSize) {
 		return
 	}
-	dir := p.spoolDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, ok := p.makeSpool()
+	if !ok {
 		return
 	}
 	var wg sync.WaitGroup
@@ -127,12 +143,7 @@ func (p Prefetch) fill(ctx context.Context, a archive.Archive, n segname.Name, s
 			if err != nil {
 				return
 			}
-			tmp := filepath.Join(dir, "."+next.String()+".tmp")
-			if err := os.WriteFile(tmp, file, 0o600); err == nil {
-				if err := os.Rename(tmp, filepath.Join(dir, next.String())); err != nil {
-					os.Remove(tmp)
-				}
-			}
+			_ = writeNew(dir, next.String(), file)
 		}()
 	}
 	wg.Wait()

@@ -132,7 +132,7 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 		if prefetch {
 			if content, ok := w.Prefetch.fromSpool(n); ok {
 				w.Prefetch.behind(n, uint32(len(content)), true)
-				return writeDest(dest, content)
+				return writeDest(ctx, dest, content)
 			}
 		}
 		start := time.Now()
@@ -149,7 +149,7 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 		if err != nil {
 			return err
 		}
-		if err := writeDest(dest, content); err != nil {
+		if err := writeDest(ctx, dest, content); err != nil {
 			return err
 		}
 		// Not while promoting: PostgreSQL reads the last segment again at
@@ -185,7 +185,7 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 		}
 		content, err := Fetch(ctx, a, n, wait)
 		if err == nil {
-			return writeDest(dest, content)
+			return writeDest(ctx, dest, content)
 		}
 		if archive.KindOf(err) != archive.KindNotFound {
 			return err
@@ -212,24 +212,9 @@ func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, 
 		return fetchArchived(ctx, a, n, "not waiting for it, "+f+" exists (promotion requested)")
 	}
 	parent := ctx
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	promoted := errors.New("promotion requested")
-	go func() {
-		t := time.NewTicker(promotePoll)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if firstExisting(watch) != "" {
-					cancel(promoted)
-					return
-				}
-			}
-		}
-	}()
+	ctx, cancel := CancelWhen(ctx, promotePoll, func() bool { return firstExisting(watch) != "" }, promoted)
+	defer cancel(nil)
 	content, err := Fetch(ctx, a, n, linger)
 	if err != nil && errors.Is(context.Cause(ctx), promoted) {
 		// A segment that landed as the wait was cut short still counts: a
@@ -284,17 +269,24 @@ func endRecovery(trigger, format string, args ...any) error {
 }
 
 // writeDest writes PostgreSQL's destination atomically: temp, fsync,
-// rename. PostgreSQL never sees a partial file under dest. The zero tail of
+// rename. PostgreSQL never sees a partial file under dest. The temp file
+// is new, under a random name (createTemp): nothing planted next to dest
+// is written through. Nothing is renamed into place once ctx is done: a
+// restore whose server is gone (or that is being stopped) must not write
+// into a data directory another server may own by now. The zero tail of
 // a segment switched early (most of an idle one) is allocated, not
 // written: the blocks are reserved, as PostgreSQL expects of a WAL file it
 // may later recycle and write into, and read back as zeros, without
 // megabytes of zeros to write and sync.
-func writeDest(dest string, content []byte) error {
-	tmp := dest + ".pgwarm-wal.tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+func writeDest(ctx context.Context, dest string, content []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("not writing %s: %w", dest, context.Cause(ctx))
+	}
+	f, err := createTemp(filepath.Dir(dest), filepath.Base(dest)+".pgwarm-wal-")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", dest, err)
 	}
+	tmp := f.Name()
 	body := content[:len(content)-walfile.ZeroTail(content)]
 	_, err = f.Write(body)
 	if err == nil && len(body) < len(content) {
@@ -305,6 +297,9 @@ func writeDest(dest string, content []byte) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("not renaming it into place: %w", context.Cause(ctx))
 	}
 	if err == nil {
 		err = os.Rename(tmp, dest)

@@ -32,9 +32,15 @@ func restoreCommand() *cli.Command {
 				return fail("restore", name, err)
 			}
 			defer a.Close()
-			return fail("restore", name, wal.Restore(c.Context, a, name, c.Args().Get(1),
+			ctx, parentGone, release := dieWithParent(c.Context)
+			defer release()
+			err = wal.Restore(ctx, a, name, c.Args().Get(1),
 				wal.WaitOptions{Wait: c.Bool("wait"), Trigger: c.String("trigger"), Linger: c.Duration("linger"),
-					Prefetch: wal.Prefetch{Ahead: c.Int("prefetch"), Spool: c.String("spool"), Archive: c.String("archive")}}))
+					Prefetch: wal.Prefetch{Ahead: c.Int("prefetch"), Spool: c.String("spool"), Archive: c.String("archive")}})
+			if err != nil && parentGone() {
+				err = parentGoneError(c.Args().Get(1))
+			}
+			return fail("restore", name, err)
 		},
 	}
 }

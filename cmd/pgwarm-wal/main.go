@@ -80,7 +80,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	case got = <-sigSeen:
 	default:
 	}
-	if got != nil {
+	// A restore whose server died gets SIGTERM from the kernel; it says
+	// so and exits 1 (see parentGoneError), not as a stop would.
+	if got != nil && !errors.Is(err, errParentGone) {
 		fmt.Fprintf(stderr, "pgwarm-wal: stopped by %v\n", got)
 		if got == syscall.SIGINT {
 			return wal.ExitSIGINT

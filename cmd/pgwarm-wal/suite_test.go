@@ -182,6 +182,26 @@ func suiteForeign(t *testing.T, b backend) {
 	if _, err := os.Stat(filepath.Join(b.root, "wal", seg2)); err == nil {
 		t.Fatal("foreign segment stored")
 	}
+	// One that got in anyway (copied in by hand, an archive directory
+	// reused) is intact, so only the binding tells: restore refuses it,
+	// checked beside the files (Local, or serve on the archive host).
+	other := t.TempDir()
+	runBin(t, nil, nil, "ship", "--archive", other, writeFile(t, src, seg2, fakeSegment(seg2, sysB, 2)), seg2).want(t, 0)
+	planted, err := os.ReadFile(filepath.Join(other, "wal", seg2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(b.root, "wal"), seg2, planted)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	b.run(t, "restore", "--archive", b.url, seg2, dest).want(t, 5, "7300000000000000002", "7300000000000000001", "pgwarm-archive.json")
+	if _, err := os.Stat(dest); err == nil {
+		t.Fatal("a segment of another cluster was handed to PostgreSQL")
+	}
+	v := b.run(t, "verify", "--archive", b.url)
+	v.want(t, 5)
+	if !strings.Contains(v.stdout, seg2) {
+		t.Fatalf("verify does not name %s:\n%s", seg2, v.stdout)
+	}
 }
 
 func suiteMarker(t *testing.T, b backend) {

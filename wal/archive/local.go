@@ -66,6 +66,13 @@ func (l *Local) CheckRoot() error {
 	if !st.IsDir() {
 		return Errorf(KindBadInput, "archive path %s is not a directory", l.Root)
 	}
+	// The root may be a link or a mount point (the operator's path);
+	// ROOT/wal is pgwarm-wal's own directory: a link there would send
+	// every read and write elsewhere.
+	if st, err := os.Lstat(l.walDir()); err == nil && !st.IsDir() {
+		return Errorf(KindBadInput, "%s is %s, not a directory: pgwarm-wal creates it as a directory and follows no links inside the archive (the archive root itself may be a link); replace it with a real directory after checking who made it",
+			l.walDir(), describeMode(st.Mode()))
+	}
 	if l.opt.RequireMarker != "" {
 		if _, err := os.Stat(filepath.Join(l.Root, l.opt.RequireMarker)); err != nil {
 			return &Error{Kind: KindMarker, Err: err, Msg: fmt.Sprintf(
@@ -78,7 +85,7 @@ func (l *Local) CheckRoot() error {
 
 // ReadMeta returns the root metadata, or nil when the archive is unused.
 func (l *Local) ReadMeta() (*Meta, error) {
-	b, err := os.ReadFile(filepath.Join(l.Root, MetaFile))
+	b, err := ReadRegular(filepath.Join(l.Root, MetaFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -188,7 +195,7 @@ func checkText(name segname.Name, file []byte) error {
 // and its bookkeeping), different content is a conflict that leaves the
 // archive untouched. done=false means nothing is there.
 func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte) (done bool, err error) {
-	old, err := os.ReadFile(l.path(name))
+	old, err := ReadRegular(l.path(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -239,12 +246,15 @@ func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) 
 		if err := l.CheckRoot(); err != nil {
 			return nil, err
 		}
-		b, err := os.ReadFile(l.path(name))
+		b, err := ReadRegular(l.path(name))
 		if err == nil {
 			if err := l.checkServed(name, b); err != nil {
 				return nil, err
 			}
 			return b, nil
+		}
+		if KindOf(err) == KindForeign {
+			return nil, err // a link, FIFO or device: it says so, path and all
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return nil, classify(err, "reading "+l.path(name))
@@ -284,10 +294,25 @@ func (l *Local) checkServed(name segname.Name, file []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := l.checkBinding(name, h, m); err != nil {
+		return err
+	}
 	if err := CheckSize(name, h, m.SegSizeOrZero()); err != nil {
 		return Errorf(KindCorrupt, "refusing to hand out %s: %v", l.path(name), err)
 	}
 	return nil
+}
+
+// checkBinding refuses to hand out WAL of another cluster than the one
+// the archive is bound to (m, nil when unbound): PostgreSQL would stop
+// replaying at it, or worse, replay it. The header is enough: the
+// reader checks that the WAL inside agrees with it (CheckWALContent).
+func (l *Local) checkBinding(name segname.Name, h walfile.Header, m *Meta) error {
+	if m == nil || h.SysID == m.SysIDValue() {
+		return nil
+	}
+	return Errorf(KindForeign, "refusing to hand out %s: it is WAL of database cluster %d but archive %s belongs to cluster %d (%s); it is not this cluster's WAL: move it out of the archive after finding out how it got there",
+		l.path(name), h.SysID, l.Root, m.SysIDValue(), MetaFile)
 }
 
 // worthWaiting applies pg_standby's rule here, beside the files, so every
@@ -340,29 +365,30 @@ func (l *Local) List(ctx context.Context) (Listing, error) {
 			continue
 		}
 		e, err := readEntry(filepath.Join(l.walDir(), de.Name()), n)
-		if err != nil {
-			if KindOf(err) != KindCorrupt {
-				return Listing{}, err
-			}
+		switch {
+		case err == nil:
+			out.Entries = append(out.Entries, e)
+		case KindOf(err) == KindForeign: // became a link or FIFO since ReadDir
+			out.Foreign = append(out.Foreign, de.Name())
+		case KindOf(err) == KindCorrupt:
 			out.Broken = append(out.Broken, de.Name())
-			continue
+		default:
+			return Listing{}, err
 		}
-		out.Entries = append(out.Entries, e)
 	}
 	sort.Slice(out.Entries, func(i, j int) bool { return segname.Less(out.Entries[i].Parsed, out.Entries[j].Parsed) })
 	return out, nil
 }
 
 func readEntry(path string, n segname.Name) (Entry, error) {
-	f, err := os.Open(path)
+	f, size, err := OpenRegular(path)
+	if KindOf(err) == KindForeign {
+		return Entry{}, err
+	}
 	if err != nil {
 		return Entry{}, classify(err, "opening "+path)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return Entry{}, classify(err, "stat "+path)
-	}
 	hb := make([]byte, walfile.HeaderSize)
 	if _, err := io.ReadFull(f, hb); err != nil {
 		return Entry{}, fmt.Errorf("%w: %s: %v", walfile.ErrCorrupt, path, err)
@@ -371,7 +397,7 @@ func readEntry(path string, n segname.Name) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	return Entry{Name: n.String(), Kind: n.Kind.String(), TLI: n.TLI, StoredBytes: st.Size(),
+	return Entry{Name: n.String(), Kind: n.Kind.String(), TLI: n.TLI, StoredBytes: size,
 		Bytes: h.Size, Compression: h.Compression.String(), SHA256: h.Sum(), SHA256Of: h.SumKind.String(), Header: h, Parsed: n}, nil
 }
 
@@ -400,7 +426,11 @@ func (l *Local) Verify(ctx context.Context) (Report, error) {
 		if err := ctx.Err(); err != nil {
 			return Report{}, err
 		}
-		b, err := os.ReadFile(filepath.Join(l.walDir(), e.Name))
+		b, err := ReadRegular(filepath.Join(l.walDir(), e.Name))
+		if KindOf(err) == KindForeign { // replaced by a link or FIFO since List
+			files = append(files, VerifiedFile{Name: e.Parsed, Err: err})
+			continue
+		}
 		if err != nil {
 			return Report{}, classify(err, "reading "+e.Name)
 		}
