@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode"
 
 	"github.com/Masterminds/sprig/v3"
 	"github.com/pgwarm/pgwarm/inventory"
@@ -407,6 +408,12 @@ func (r *renderer) pgpass(h inventory.Host) {
 		f.SecretMissing = true
 		pw = secretPlaceholder(env)
 		r.warn(fmt.Sprintf("%s is not set: .pgpass is rendered with the placeholder %s", env, pw))
+	} else if i := strings.IndexFunc(pw, unicode.IsControl); i >= 0 {
+		// .pgpass is one entry per line, and libpq has no escape for a
+		// line break: the rest of the password would become an entry of
+		// its own. The value is not printed, only where it is wrong.
+		r.errs = append(r.errs, fmt.Errorf("%s: the replication password in %s has a control character (byte %d, %U); libpq's .pgpass cannot hold it: choose a password without newlines, tabs or other control characters", h.Name, env, i+1, []rune(pw[i:])[0]))
+		return
 	} else {
 		pw = pgpassEscape(pw)
 	}

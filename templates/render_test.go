@@ -217,6 +217,19 @@ func TestMissingPasswordIsPlaceholder(t *testing.T) {
 	}
 }
 
+// A line break in the password would end the .pgpass entry there and make
+// the rest a second entry (libpq has no escape for it): refused, and the
+// message does not carry the password.
+func TestPasswordWithControlCharacterRefused(t *testing.T) {
+	inv := loadCase(t, filepath.Join(goldenDir, "pg15-hot-ssh"))
+	for _, pw := range []string{"s3cret\n*:*:*:*:other", "tab\there", "nul\x00"} {
+		_, err := RenderWith(inv, Options{LookupEnv: func(string) (string, bool) { return pw, true }})
+		if err == nil || !strings.Contains(err.Error(), "control character") || strings.Contains(err.Error(), pw) {
+			t.Errorf("password %q: %v", pw, err)
+		}
+	}
+}
+
 func TestForHostPicksScheduler(t *testing.T) {
 	r := renderCase(t, "pg15-warm-ssh")
 	for _, systemd := range []bool{true, false} {
