@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -30,18 +31,49 @@ func newArchive(t *testing.T) (*Local, segname.Name) {
 	return NewLocal(t.TempDir(), Options{}), n
 }
 
-// readContentSummed returns the old-format file and its content.
+// readContentSummed returns an old-format file and its content. The
+// testdata file still decodes, but its pages past the first are text, not
+// WAL, which the archive now refuses (every page header is checked): the
+// content gets the page headers PostgreSQL writes, and the file is summed
+// the old way, over the content, as that version wrote it.
 func readContentSummed(t *testing.T) (file, content []byte) {
 	t.Helper()
 	file, err := os.ReadFile(contentSummed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	content, _, err = walfile.Decode(file)
+	content, h, err := walfile.Decode(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return file, content
+	stampPageHeaders(content)
+	return contentSummedFile(t, content, h.Compression), content
+}
+
+// stampPageHeaders writes a valid short page header at every 8 KiB page
+// but the first of a segment that has a long header.
+func stampPageHeaders(seg []byte) {
+	start := binary.LittleEndian.Uint64(seg[8:])
+	for off := 8192; off < len(seg); off += 8192 {
+		binary.LittleEndian.PutUint16(seg[off:], binary.LittleEndian.Uint16(seg))
+		binary.LittleEndian.PutUint16(seg[off+2:], 0)
+		binary.LittleEndian.PutUint32(seg[off+4:], binary.LittleEndian.Uint32(seg[4:]))
+		binary.LittleEndian.PutUint64(seg[off+8:], start+uint64(off))
+	}
+}
+
+// contentSummedFile encodes content as pgwarm-wal wrote files before
+// SumBody (4d88004): the header's sha256 is of the content, no content crc.
+func contentSummedFile(t *testing.T, content []byte, c walfile.Compression) []byte {
+	t.Helper()
+	file := encode(t, content, c)
+	h, err := walfile.UnmarshalHeader(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.SumKind, h.SHA256, h.ContentCRC = walfile.SumContent, sha256.Sum256(content), 0
+	copy(file, h.Marshal())
+	return file
 }
 
 // archiveHoldingOld is a new archive that holds the old-format file (as
