@@ -101,6 +101,20 @@ func DecodeFor(n segname.Name, file []byte, segSize uint32) ([]byte, walfile.Hea
 	return walfile.DecodeLimited(file, lim)
 }
 
+// SumFor is DecodeFor that returns the sha256 of the content instead of
+// the content: how two files under one name are compared.
+func SumFor(n segname.Name, file []byte, segSize uint32) ([32]byte, walfile.Header, error) {
+	h, err := walfile.UnmarshalHeader(file)
+	if err != nil {
+		return [32]byte{}, h, err
+	}
+	lim, err := LimitFor(n, h, segSize)
+	if err != nil {
+		return [32]byte{}, h, err
+	}
+	return walfile.SumLimited(file, lim)
+}
+
 // CheckWALContent checks that content's pages belong at name and agree
 // with the header's system identifier and segment size: what ship checks
 // before it sends a segment, with the rules every reader applies.

@@ -68,38 +68,56 @@ const zstdMaxWindow = 8 << 20
 // it, and returns its content (h.Size bytes, the trailing zeros
 // restored). Any damage wraps ErrCorrupt.
 func DecodeLimited(file []byte, lim Limit) ([]byte, Header, error) {
-	return decodeStream(file, lim, true)
+	out, _, h, err := decodeStream(file, lim, true, false)
+	return out, h, err
 }
 
 // CheckLimited is DecodeLimited without keeping the content: what the
 // archive does with a pushed file and verify with every file. Memory is
 // the decoder's and one page, whatever the file says.
 func CheckLimited(file []byte, lim Limit) (Header, error) {
-	_, h, err := decodeStream(file, lim, false)
+	_, _, h, err := decodeStream(file, lim, false, false)
 	return h, err
 }
 
-func decodeStream(file []byte, lim Limit, keep bool) ([]byte, Header, error) {
-	h, err := UnmarshalHeader(file)
+// SumLimited is CheckLimited that also returns the sha256 of the content
+// (the trailing zeros included): how the archive compares two files of
+// the same name without holding either content.
+func SumLimited(file []byte, lim Limit) ([32]byte, Header, error) {
+	_, sum, h, err := decodeStream(file, lim, false, true)
+	return sum, h, err
+}
+
+func decodeStream(file []byte, lim Limit, keep, wantSum bool) (out []byte, sum [32]byte, h Header, err error) {
+	h, err = UnmarshalHeader(file)
 	if err != nil {
-		return nil, Header{}, err
+		return nil, sum, Header{}, err
 	}
+	out, sum, err = decodeBody(file, h, lim, keep, wantSum)
+	if err != nil {
+		return nil, [32]byte{}, h, err
+	}
+	return out, sum, h, nil
+}
+
+func decodeBody(file []byte, h Header, lim Limit, keep, wantSum bool) ([]byte, [32]byte, error) {
+	var sum [32]byte
 	limit := lim.Size
 	if limit == 0 || limit > MaxContentSize {
 		limit = MaxContentSize
 	}
 	if h.Size > limit {
-		return nil, h, fmt.Errorf("%w: content size %d is more than this file can hold (%d)", ErrCorrupt, h.Size, limit)
+		return nil, sum, fmt.Errorf("%w: content size %d is more than this file can hold (%d)", ErrCorrupt, h.Size, limit)
 	}
 	body := file[HeaderSize:]
 	if h.SumKind == SumBody {
-		if sum := sha256.Sum256(body); sum != h.SHA256 {
-			return nil, h, fmt.Errorf("%w: stored body sha256 %x, header says %s", ErrCorrupt, sum, h.Sum())
+		if bs := sha256.Sum256(body); bs != h.SHA256 {
+			return nil, sum, fmt.Errorf("%w: stored body sha256 %x, header says %s", ErrCorrupt, bs, h.Sum())
 		}
 	}
 	src, closeSrc, err := bodyReader(h.Compression, body)
 	if err != nil {
-		return nil, h, err
+		return nil, sum, err
 	}
 	defer closeSrc()
 	var out []byte
@@ -107,7 +125,7 @@ func decodeStream(file []byte, lim Limit, keep bool) ([]byte, Header, error) {
 		out = make([]byte, h.Size) // zeroed: restores the trailing zeros
 	}
 	s := &sink{h: h, out: out}
-	if h.SumKind == SumContent {
+	if h.SumKind == SumContent || wantSum {
 		s.sum = sha256.New()
 	}
 	if lim.WAL != nil {
@@ -122,18 +140,18 @@ func decodeStream(file []byte, lim Limit, keep bool) ([]byte, Header, error) {
 		err = copyStream(r, h, s)
 	}
 	if err != nil {
-		return nil, h, err
+		return nil, sum, err
 	}
 	// The end of the stream is where zstd checks its last frame's XXH64.
 	if n, err := io.ReadFull(r, make([]byte, 1)); n != 0 {
-		return nil, h, fmt.Errorf("%w: %s body decodes to more than the %d bytes its header says", ErrCorrupt, h.Compression, h.Stored)
+		return nil, sum, fmt.Errorf("%w: %s body decodes to more than the %d bytes its header says", ErrCorrupt, h.Compression, h.Stored)
 	} else if err != io.EOF {
-		return nil, h, err
+		return nil, sum, err
 	}
 	if err := s.finish(); err != nil {
-		return nil, h, err
+		return nil, sum, err
 	}
-	return out, h, nil
+	return out, s.contentSum, nil
 }
 
 // bodyReader returns the decompressed stream of body.
@@ -251,10 +269,12 @@ type sink struct {
 	h     Header
 	out   []byte
 	off   uint64
-	crcs  []byte // little-endian crc32c of every zstdFrameSize chunk
-	crc   uint32 // of the chunk in progress
-	sum   hash.Hash
+	crcs  []byte    // little-endian crc32c of every zstdFrameSize chunk
+	crc   uint32    // of the chunk in progress
+	sum   hash.Hash // of the content, when it is wanted
 	pages *pageChecker
+
+	contentSum [32]byte // set by finish when sum is not nil
 }
 
 // write takes the next stored bytes; inPlace says p already is out[off:].
@@ -293,18 +313,19 @@ func (s *sink) finish() error {
 			return err
 		}
 	}
-	switch s.h.SumKind {
-	case SumContent:
+	if s.sum != nil {
 		var zero [64 << 10]byte
 		for rest := s.h.Size - s.h.Stored; rest > 0; {
 			k := min(rest, uint64(len(zero)))
 			s.sum.Write(zero[:k])
 			rest -= k
 		}
-		var sum [32]byte
-		copy(sum[:], s.sum.Sum(nil))
-		if sum != s.h.SHA256 {
-			return fmt.Errorf("%w: content sha256 %x, header says %s", ErrCorrupt, sum, s.h.Sum())
+		copy(s.contentSum[:], s.sum.Sum(nil))
+	}
+	switch s.h.SumKind {
+	case SumContent:
+		if s.contentSum != s.h.SHA256 {
+			return fmt.Errorf("%w: content sha256 %x, header says %s", ErrCorrupt, s.contentSum, s.h.Sum())
 		}
 	case SumBody:
 		if s.off%zstdFrameSize != 0 {

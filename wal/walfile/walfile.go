@@ -379,10 +379,20 @@ func zstdFrames(w io.Writer, pieces [][]byte, stored []byte, crcs []uint32) erro
 		panic(r)
 	default:
 	}
+	total := 0
 	for i := range out {
 		if errs[i] != nil {
 			return errs[i]
 		}
+		total += out[i].Len()
+	}
+	// One allocation for the whole body instead of the buffer doubling
+	// its way there: each doubling is garbage of up to a body's size
+	// that a short-lived process with the collector off keeps resident.
+	if g, ok := w.(interface{ Grow(int) }); ok {
+		g.Grow(total)
+	}
+	for i := range out {
 		if _, err := w.Write(out[i].Bytes()); err != nil {
 			return err
 		}
