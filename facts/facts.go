@@ -74,13 +74,14 @@ const (
 type DataDir struct {
 	Path         string       `json:"path"`
 	State        DataDirState `json:"state"`
-	Version      string       `json:"version,omitempty"`       // PG_VERSION
-	SystemID     string       `json:"system_id,omitempty"`     // pg_controldata "Database system identifier"
-	Timeline     int          `json:"timeline,omitempty"`      // latest checkpoint's TimeLineID
-	ClusterState string       `json:"cluster_state,omitempty"` // "in production", "in archive recovery", "shut down", ...
-	Running      bool         `json:"running"`                 // postmaster.pid names a live postgres process
-	InRecovery   bool         `json:"in_recovery"`             // running and the control file says recovery
-	Signals      []string     `json:"signals,omitempty"`       // standby.signal, recovery.signal, recovery.conf present
+	Version      string       `json:"version,omitempty"`          // PG_VERSION
+	SystemID     string       `json:"system_id,omitempty"`        // pg_controldata "Database system identifier"
+	WALSegSize   uint32       `json:"wal_segment_size,omitempty"` // pg_controldata "Bytes per WAL segment"
+	Timeline     int          `json:"timeline,omitempty"`         // latest checkpoint's TimeLineID
+	ClusterState string       `json:"cluster_state,omitempty"`    // "in production", "in archive recovery", "shut down", ...
+	Running      bool         `json:"running"`                    // postmaster.pid names a live postgres process
+	InRecovery   bool         `json:"in_recovery"`                // running and the control file says recovery
+	Signals      []string     `json:"signals,omitempty"`          // standby.signal, recovery.signal, recovery.conf present
 	// Role is the replication role's state when asked and the server runs:
 	// "present", "absent", "lacking" (exists without LOGIN REPLICATION) or
 	// "" (not checked: server down, psql failed).
