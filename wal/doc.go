@@ -19,6 +19,17 @@
 //     checksum of what was compressed; restore checks both (and that the
 //     first WAL page belongs at that name) before writing DEST atomically.
 //     The archive refuses a file whose bytes do not match its sha256.
+//   - memory is bounded on any input: every reader (serve's push, get,
+//     restore, verify) bounds an archived file by what its name allows
+//     before reading it (a segment: the archive's wal_segment_size from
+//     pgwarm-archive.json, or the header's claim in an archive not bound
+//     yet; a history or backup file: 1 MiB), decodes it as a stream that
+//     stops one byte past the header's stored length, and checks every
+//     WAL page header (PostgreSQL's rules) as it is decoded, so a crafted
+//     file is refused at its first bad page. Peak RSS stays within 64 MiB
+//     plus one segment (TestBoundedMemory). pgwarm apply binds the
+//     archive it provisions; an archive used without apply is bound by
+//     the first WAL file that passes every check.
 //
 // # Exit codes
 //
