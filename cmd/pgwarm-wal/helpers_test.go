@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 // binPath is the real pgwarm-wal, built once: the tests run it the way
@@ -61,21 +63,8 @@ func fakeSegment(name string, sysid uint64, seed int64) []byte {
 	binary.LittleEndian.PutUint32(b[32:], testSegSize)
 	binary.LittleEndian.PutUint32(b[36:], 8192)
 	rand.New(rand.NewSource(seed)).Read(b[40 : 40+50000])
-	stampPageHeaders(b)
+	waltest.StampPageHeaders(b)
 	return b
-}
-
-// stampPageHeaders gives every 8 KiB page of seg after the first the
-// short page header PostgreSQL writes (readers check every page), over
-// whatever the caller filled it with.
-func stampPageHeaders(seg []byte) {
-	start := binary.LittleEndian.Uint64(seg[8:])
-	for off := 8192; off < len(seg); off += 8192 {
-		binary.LittleEndian.PutUint16(seg[off:], binary.LittleEndian.Uint16(seg))
-		binary.LittleEndian.PutUint16(seg[off+2:], 0)
-		binary.LittleEndian.PutUint32(seg[off+4:], binary.LittleEndian.Uint32(seg[4:]))
-		binary.LittleEndian.PutUint64(seg[off+8:], start+uint64(off))
-	}
 }
 
 // backend is one way to reach an archive: a URL plus the environment the

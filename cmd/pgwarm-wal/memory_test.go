@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/wal/archive"
 	"github.com/pgwarm/pgwarm/wal/walfile"
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 // Peak RSS of every pgwarm-wal process stays within 64 MiB plus one
@@ -57,13 +58,7 @@ func TestBoundedMemory(t *testing.T) {
 	}
 	page0 := func(segSize uint32) []byte {
 		p := make([]byte, 8192)
-		binary.LittleEndian.PutUint16(p[0:], 0xD110)
-		binary.LittleEndian.PutUint16(p[2:], 0x0002)
-		binary.LittleEndian.PutUint32(p[4:], 1)
-		binary.LittleEndian.PutUint64(p[8:], 5*uint64(segSize))
-		binary.LittleEndian.PutUint64(p[24:], sysA)
-		binary.LittleEndian.PutUint32(p[32:], segSize)
-		binary.LittleEndian.PutUint32(p[36:], 8192)
+		copy(p, longHeader(segSize))
 		rand.New(rand.NewSource(5)).Read(p[40:4000])
 		return p
 	}
@@ -80,7 +75,7 @@ func TestBoundedMemory(t *testing.T) {
 		// them: only the decoder's limit can stop it.
 		pages := func(p []byte) []byte {
 			b := append(bytes.Clone(p), make([]byte, 64<<10-len(p))...)
-			stampPageHeaders(b)
+			waltest.StampPageHeaders(b)
 			return b
 		}
 		tail := int64(gib)
@@ -194,17 +189,7 @@ func TestBoundedMemory(t *testing.T) {
 // 2:1): every page has its header, the rest is half random, half text.
 func busySegment(segSize int) []byte {
 	b := make([]byte, segSize)
-	copy(b, func() []byte {
-		p := make([]byte, 40)
-		binary.LittleEndian.PutUint16(p[0:], 0xD110)
-		binary.LittleEndian.PutUint16(p[2:], 0x0002)
-		binary.LittleEndian.PutUint32(p[4:], 1)
-		binary.LittleEndian.PutUint64(p[8:], 5*uint64(segSize))
-		binary.LittleEndian.PutUint64(p[24:], sysA)
-		binary.LittleEndian.PutUint32(p[32:], uint32(segSize))
-		binary.LittleEndian.PutUint32(p[36:], 8192)
-		return p
-	}())
+	copy(b, longHeader(uint32(segSize)))
 	r := rand.New(rand.NewSource(16))
 	for off := 40; off < segSize; off += 64 {
 		end := min(off+64, segSize)
@@ -214,8 +199,21 @@ func busySegment(segSize int) []byte {
 			copy(b[off:end], "INSERT INTO pgbench_history VALUES (1, 2, 3, 4, now()); ......")
 		}
 	}
-	stampPageHeaders(b)
+	waltest.StampPageHeaders(b)
 	return b
+}
+
+// longHeader is the long page header of segment 5 of cluster sysA.
+func longHeader(segSize uint32) []byte {
+	p := make([]byte, 40)
+	binary.LittleEndian.PutUint16(p[0:], 0xD110)
+	binary.LittleEndian.PutUint16(p[2:], 0x0002)
+	binary.LittleEndian.PutUint32(p[4:], 1)
+	binary.LittleEndian.PutUint64(p[8:], 5*uint64(segSize))
+	binary.LittleEndian.PutUint64(p[24:], sysA)
+	binary.LittleEndian.PutUint32(p[32:], segSize)
+	binary.LittleEndian.PutUint32(p[36:], 8192)
+	return p
 }
 
 // craft builds the archive file a hostile writer would: content is

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/wal/segname"
 	"github.com/pgwarm/pgwarm/wal/walfile"
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 // contentSummed is a file written by pgwarm-wal before SumBody (4d88004):
@@ -46,20 +46,8 @@ func readContentSummed(t *testing.T) (file, content []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stampPageHeaders(content)
+	waltest.StampPageHeaders(content)
 	return contentSummedFile(t, content, h.Compression), content
-}
-
-// stampPageHeaders writes a valid short page header at every 8 KiB page
-// but the first of a segment that has a long header.
-func stampPageHeaders(seg []byte) {
-	start := binary.LittleEndian.Uint64(seg[8:])
-	for off := 8192; off < len(seg); off += 8192 {
-		binary.LittleEndian.PutUint16(seg[off:], binary.LittleEndian.Uint16(seg))
-		binary.LittleEndian.PutUint16(seg[off+2:], 0)
-		binary.LittleEndian.PutUint32(seg[off+4:], binary.LittleEndian.Uint32(seg[4:]))
-		binary.LittleEndian.PutUint64(seg[off+8:], start+uint64(off))
-	}
 }
 
 // contentSummedFile encodes content as pgwarm-wal wrote files before

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"hash/crc32"
 	"testing"
+
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 // FuzzDecode feeds Decode and the limited decoders arbitrary bytes, seeded
@@ -18,7 +20,7 @@ import (
 // cleanly on it, and never decode much more than the limit.
 func FuzzDecode(f *testing.F) {
 	seg := fakeSegment(1<<20, 3, 7000000000000000001, 3000)
-	stamp(seg)
+	waltest.StampPageHeaders(seg)
 	info, err := ParseLongHeader(seg)
 	if err != nil {
 		f.Fatal(err)
@@ -89,15 +91,4 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
-}
-
-// stamp gives every 8 KiB page after the first a valid short header.
-func stamp(seg []byte) {
-	start := binary.LittleEndian.Uint64(seg[8:])
-	for off := 8192; off < len(seg); off += 8192 {
-		binary.LittleEndian.PutUint16(seg[off:], binary.LittleEndian.Uint16(seg))
-		binary.LittleEndian.PutUint16(seg[off+2:], 0)
-		binary.LittleEndian.PutUint32(seg[off+4:], binary.LittleEndian.Uint32(seg[4:]))
-		binary.LittleEndian.PutUint64(seg[off+8:], start+uint64(off))
-	}
 }
