@@ -109,6 +109,12 @@ func decodeBody(file []byte, h Header, lim Limit, keep, wantSum bool) ([]byte, [
 	if h.Size > limit {
 		return nil, sum, fmt.Errorf("%w: content size %d is more than this file can hold (%d)", ErrCorrupt, h.Size, limit)
 	}
+	// The moved headers are read whole before the first page: for WAL
+	// their page must be one PostgreSQL can have (1 to 64 KiB; the long
+	// header must then agree), so they are at most 2.3% of the limit.
+	if lim.WAL != nil && h.Filter == PageHeaders && (h.PageShift < 10 || h.PageShift > 16) {
+		return nil, sum, fmt.Errorf("%w: filter pages of %d bytes cannot be WAL pages", ErrCorrupt, 1<<h.PageShift)
+	}
 	body := file[HeaderSize:]
 	if h.SumKind == SumBody {
 		if bs := sha256.Sum256(body); bs != h.SHA256 {

@@ -166,3 +166,30 @@ func TestBombIsNotInflated(t *testing.T) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// The moved headers of a filtered file are read before its first page:
+// a filter page no WAL page can have (64 bytes: the headers would be 3/8
+// of a 1 GiB claim) is refused before they are allocated.
+func TestFilterPageMustBeAWALPage(t *testing.T) {
+	h := Header{Compression: Zstd, Filter: PageHeaders, PageShift: 6, SumKind: SumBody,
+		SegSize: 1 << 30, Size: 1 << 30, SysID: 7000000000000000001, Stored: 1 << 30}
+	body := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x50}
+	for n := 0; n < 1<<30; n += 128 << 10 {
+		v := uint32(128<<10)<<3 | 1<<1
+		if n+128<<10 == 1<<30 {
+			v |= 1
+		}
+		body = append(body, byte(v), byte(v>>8), byte(v>>16), 0)
+	}
+	h.SHA256 = sha256Sum(body)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := DecodeLimited(append(h.Marshal(), body...), Limit{Size: 1 << 30, WAL: &WALPages{Start: 3 << 30, TLI: 1}})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "cannot be WAL pages") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+		t.Fatalf("allocated %d MiB before refusing", got>>20)
+	}
+}
