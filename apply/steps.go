@@ -74,6 +74,8 @@ func (preflightStep) Run(ctx context.Context, s *State) error {
 		errs = append(errs, fmt.Errorf("%s: the primary has no initialised cluster at %s (%s)", prim.Name, s.Paths.DataDir, st))
 	} else if pf.DataDir.InRecovery {
 		errs = append(errs, fmt.Errorf("%s: the primary is in recovery; is the inventory's primary really the primary?", prim.Name))
+	} else if err := checkBinding(ctx, s); err != nil {
+		errs = append(errs, err)
 	}
 	if s.Opts.Password == "" {
 		errs = append(errs, fmt.Errorf("the environment variable %s (replication.password_env) is not set", s.Inv.Replication.PasswordEnv))
@@ -273,6 +275,10 @@ func (archiveStep) Run(ctx context.Context, s *State) error {
 	keys := path.Join(s.Inv.Archive.Home, ".ssh", "authorized_keys")
 	before, _ := h.SHA256(ctx, keys)
 	if _, err := ensureAll(ctx, s, h, files); err != nil {
+		return err
+	}
+	// Before the primary ships anything (its step comes next).
+	if err := bindArchive(ctx, s, h); err != nil {
 		return err
 	}
 	if after, _ := h.SHA256(ctx, keys); before != "" && after != before {

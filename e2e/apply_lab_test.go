@@ -44,6 +44,19 @@ func TestLabApplyModes(t *testing.T) {
 					t.Errorf("seed stream-tar ran pg_basebackup:\n%s", r.out)
 				}
 			}
+			// apply bound the archive to pg1's cluster before pg1 shipped.
+			ah := "arch"
+			if sc.transport == "nfs" {
+				ah = "pg2"
+			}
+			sysid := e.mustSQL("pg1", "SELECT system_identifier FROM pg_control_system()")
+			if want := ah + ": bound the archive /srv/pgwarm/main to cluster " + sysid + " (16777216-byte WAL segments)"; !strings.Contains(r.out, want) {
+				t.Errorf("apply output lacks %q:\n%s", want, r.out)
+			}
+			meta := e.docker("exec", e.lab.Containers[ah], "cat", "/srv/pgwarm/main/pgwarm-archive.json")
+			if !strings.Contains(meta, `"system_identifier": "`+sysid+`"`) || !strings.Contains(meta, `"wal_segment_size": 16777216`) {
+				t.Errorf("%s: pgwarm-archive.json does not bind pg1's cluster %s:\n%s", ah, sysid, meta)
+			}
 			e.replicates("after-apply-" + sc.name())
 			e.planClean()
 			if sc.slot {

@@ -72,11 +72,12 @@ const (
 
 // DataDir is the state of the PostgreSQL data directory.
 type DataDir struct {
-	Path     string       `json:"path"`
-	State    DataDirState `json:"state"`
-	Version  string       `json:"version,omitempty"`   // PG_VERSION
-	SystemID string       `json:"system_id,omitempty"` // pg_controldata "Database system identifier"
-	Timeline int          `json:"timeline,omitempty"`  // latest checkpoint's TimeLineID
+	Path       string       `json:"path"`
+	State      DataDirState `json:"state"`
+	Version    string       `json:"version,omitempty"`          // PG_VERSION
+	SystemID   string       `json:"system_id,omitempty"`        // pg_controldata "Database system identifier"
+	WALSegSize uint32       `json:"wal_segment_size,omitempty"` // pg_controldata "Bytes per WAL segment"
+	Timeline   int          `json:"timeline,omitempty"`         // latest checkpoint's TimeLineID
 	// WALTimeline is the newest timeline with a history file in pg_wal:
 	// a primary promoted moments ago is on it while the control file
 	// still names the old one (until the checkpoint after the promotion).

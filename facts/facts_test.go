@@ -78,6 +78,7 @@ const controldata = `pg_control version number:            1300
 Database system identifier:           7412345678901234567
 Database cluster state:               in archive recovery
 Latest checkpoint's TimeLineID:       3
+Bytes per WAL segment:                16777216
 `
 
 // tree builds a fake PostgreSQL host under a temp dir: a bin dir whose
@@ -208,7 +209,7 @@ func TestGatherLocalShell(t *testing.T) {
 		if dd == nil {
 			t.Fatal("no data dir facts")
 		}
-		want := DataDir{Path: req.DataDir, State: DataDirInitialised, Version: "15", SystemID: "7412345678901234567",
+		want := DataDir{Path: req.DataDir, State: DataDirInitialised, Version: "15", SystemID: "7412345678901234567", WALSegSize: 16 << 20,
 			Timeline: 3, WALTimeline: 4, ClusterState: "in archive recovery", Running: true, InRecovery: true, Signals: []string{"standby.signal"}}
 		if !equalJSON(t, *dd, want) {
 			t.Errorf("data dir\n got %+v\nwant %+v", *dd, want)

@@ -612,7 +612,7 @@ func parseDF(fs *Filesystem, probed, line string) error {
 	return nil
 }
 
-// parseControlData picks the three lines of pg_controldata that matter.
+// parseControlData picks the lines of pg_controldata that matter.
 func parseControlData(dd *DataDir, lines []string) {
 	for _, l := range lines {
 		k, v, ok := strings.Cut(l, ":")
@@ -623,6 +623,10 @@ func parseControlData(dd *DataDir, lines []string) {
 		switch strings.TrimSpace(k) {
 		case "Database system identifier":
 			dd.SystemID = v
+		case "Bytes per WAL segment":
+			if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+				dd.WALSegSize = uint32(n)
+			}
 		case "Latest checkpoint's TimeLineID":
 			dd.Timeline, _ = strconv.Atoi(v)
 		case "Database cluster state":

@@ -45,6 +45,17 @@
 //     files of T, T's history file, the .partial of the timeline T
 //     branched from; so a primary cannot take the next timeline ahead of
 //     a promotion. pgwarm promote and apply move push@T.
+//   - memory is bounded on any input: every reader (serve's push, get,
+//     restore, verify) bounds an archived file by what its name allows
+//     before reading it (a segment: the archive's wal_segment_size from
+//     pgwarm-archive.json, or the header's claim in an archive not bound
+//     yet; a history or backup file: 1 MiB), decodes it as a stream that
+//     stops one byte past the header's stored length, and checks every
+//     WAL page header (PostgreSQL's rules) as it is decoded, so a crafted
+//     file is refused at its first bad page. Peak RSS stays within 64 MiB
+//     plus one segment (TestBoundedMemory). pgwarm apply binds the
+//     archive it provisions; an archive used without apply is bound by
+//     the first WAL file that passes every check.
 //
 // # Exit codes
 //

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/wal/archive"
 	"github.com/pgwarm/pgwarm/wal/segname"
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 // A key that may only push cannot read, list or delete the archive.
@@ -92,6 +93,7 @@ func TestKillDuringShip(t *testing.T) {
 	binary.LittleEndian.PutUint32(seg[32:], big)
 	binary.LittleEndian.PutUint32(seg[36:], 8192)
 	rand.New(rand.NewSource(1)).Read(seg[40 : 4<<20])
+	waltest.StampPageHeaders(seg)
 	seg[big-1] = 1 // no trailing zeros to elide: the whole file is written
 	p := writeFile(t, src, name, seg)
 	n, _ := segname.Parse(name)
@@ -173,6 +175,7 @@ func TestArchiveDiskFull(t *testing.T) {
 		p := writeFile(t, src, n, fakeSegment(n, sysA, int64(i)))
 		raw, _ := os.ReadFile(p)
 		rand.New(rand.NewSource(int64(i))).Read(raw[40:]) // incompressible
+		waltest.StampPageHeaders(raw)
 		os.WriteFile(p, raw, 0o644)
 		r := runBin(t, nil, nil, "ship", "--compression", "none", "--archive", root, p, n)
 		switch r.code {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 // binPath is the real pgwarm-wal, built once: the tests run it the way
@@ -19,6 +21,9 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
+	if out := os.Getenv(measureEnv); out != "" {
+		os.Exit(measureHelper(out, os.Args[1:]))
+	}
 	dir, err := os.MkdirTemp("", "pgwarm-wal-bin-")
 	if err != nil {
 		panic(err)
@@ -28,6 +33,11 @@ func TestMain(m *testing.M) {
 	binPath = filepath.Join(dir, "pgwarm-wal")
 	build := exec.Command("go", "build", "-o", binPath, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if other := os.Getenv("PGWARM_WAL_TEST_BIN"); other != "" {
+		// Another build (measuring an older version): copied, so the
+		// unprivileged users some tests run it as can read it.
+		build = exec.Command("cp", other, binPath)
+	}
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building pgwarm-wal: %v\n%s", err, out)
 		os.Exit(2)
@@ -53,6 +63,7 @@ func fakeSegment(name string, sysid uint64, seed int64) []byte {
 	binary.LittleEndian.PutUint32(b[32:], testSegSize)
 	binary.LittleEndian.PutUint32(b[36:], 8192)
 	rand.New(rand.NewSource(seed)).Read(b[40 : 40+50000])
+	waltest.StampPageHeaders(b)
 	return b
 }
 

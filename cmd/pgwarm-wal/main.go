@@ -25,9 +25,20 @@ func main() {
 	// One short-lived process per segment: garbage collection over a heap of
 	// a few 16 MiB buffers only costs time, so collect only near the limit.
 	debug.SetGCPercent(-1)
-	debug.SetMemoryLimit(512 << 20)
+	debug.SetMemoryLimit(memoryLimit)
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
+
+// memoryLimit is what a pgwarm-wal process may hold besides the one
+// segment it works on: its budget is 64 MiB of RSS plus one segment, and
+// the binary and runtime take ~8 MiB. With the collector off, garbage
+// grows to the limit before anything is collected, so the limit is
+// resident memory for any command that allocates more than it (verify
+// reads every file; the limit was 512 MiB). A live heap above it (1 GiB
+// segments) only makes the few allocations after that collect: the heap
+// is a handful of large buffers without pointers, cheap to mark. Ship
+// sets its own (cmd_ship.go).
+const memoryLimit = 48 << 20
 
 // cmdError carries which command and file an error is about, so main can
 // print the one-line "pgwarm-wal ship 0000...03: cause" message.

@@ -17,28 +17,37 @@ type VerifiedFile struct {
 
 // CheckFile fully checks one archived file: header, decompression,
 // checksum, for WAL that the content matches its name and header (a
-// file renamed by hand, or a header lying about the cluster, is caught),
-// and for history and backup files that they parse as one (CheckContentKind).
-// segSize is the archive's wal_segment_size, or 0 when unknown.
+// file renamed by hand, or a header lying about the cluster, is caught)
+// and every page header, and for history and backup files that they parse
+// as one (CheckContentKind). segSize is the archive's wal_segment_size, or
+// 0 when unknown. WAL content is checked as it streams by, never held;
+// text files are small (maxTextFile) and parsed whole.
 func CheckFile(n segname.Name, file []byte, segSize uint32) VerifiedFile {
-	content, h, err := DecodeFor(n, file, segSize)
+	h, err := walfile.UnmarshalHeader(file)
 	if err != nil {
 		return VerifiedFile{Name: n, Header: h, Err: err}
 	}
-	if n.HasWALContent() {
-		if err := CheckWALContent(n, content, h); err != nil {
-			return VerifiedFile{Name: n, Header: h, Err: err}
-		}
-	}
-	if err := CheckContentKind(n, content); err != nil {
+	lim, err := LimitFor(n, h, segSize)
+	if err != nil {
 		return VerifiedFile{Name: n, Header: h, Err: err}
 	}
-	return VerifiedFile{Name: n, Header: h}
+	if !n.HasWALContent() {
+		content, _, err := walfile.DecodeLimited(file, lim)
+		if err == nil {
+			err = CheckContentKind(n, content)
+		}
+		return VerifiedFile{Name: n, Header: h, Err: err}
+	}
+	_, err = walfile.CheckLimited(file, lim)
+	return VerifiedFile{Name: n, Header: h, Err: err}
 }
 
-// maxTextFile bounds the content of a history or backup history file: a
-// line per timeline switch, or one backup label.
-const maxTextFile = 16 << 20
+// maxTextFile bounds the content of a history or backup history file. A
+// timeline history file is one line per timeline switch ("2\t0/3000000\t
+// reason", under 100 bytes with PostgreSQL's own reasons), a backup
+// history file a backup label (a dozen lines of at most MAXPGPATH): 1 MiB
+// is ten thousand promotions, and what a crafted one can cost a reader.
+const maxTextFile = 1 << 20
 
 // CheckSize refuses a header whose content size cannot be the file its
 // name says, before anything allocates that size: a segment (or
@@ -59,36 +68,74 @@ func CheckSize(n segname.Name, h walfile.Header, segSize uint32) error {
 	return nil
 }
 
+// LimitFor is what the decoder of a file named n with header h accepts
+// (CheckSize first): at most one segment of the archive's size (or, in an
+// archive not bound yet, the size the header claims, which CheckSize
+// requires to be a WAL segment size) with every page header checked, or
+// maxTextFile of text.
+func LimitFor(n segname.Name, h walfile.Header, segSize uint32) (walfile.Limit, error) {
+	if err := CheckSize(n, h, segSize); err != nil {
+		return walfile.Limit{}, err
+	}
+	if !n.HasWALContent() {
+		return walfile.Limit{Size: maxTextFile}, nil
+	}
+	return walfile.Limit{Size: uint64(h.SegSize), WAL: &walfile.WALPages{
+		Start: n.StartLSN(h.SegSize), TLI: n.TLI, Prefix: n.Kind == segname.Partial}}, nil
+}
+
+// MaxFileSize is the most bytes an archived file with header h can take:
+// the header and a body no larger than what any codec here makes of the
+// stored content when it does not compress (deflate's stored blocks and
+// zstd's raw blocks add a few bytes per block). A frame longer than that
+// is refused before it is read.
+func MaxFileSize(h walfile.Header) uint64 {
+	return walfile.HeaderSize + h.Stored + h.Stored/64 + 64<<10
+}
+
 // DecodeFor decodes an archived file that is to be n: its header's size
 // is checked against n and segSize (CheckSize) before anything is
-// allocated, then walfile.Decode checks the rest. Every reader of archived
-// files uses it.
+// allocated, then the content is decoded as a stream that stops at the
+// limit and at the first bad WAL page (LimitFor). Every reader of
+// archived files uses it.
 func DecodeFor(n segname.Name, file []byte, segSize uint32) ([]byte, walfile.Header, error) {
 	h, err := walfile.UnmarshalHeader(file)
 	if err != nil {
 		return nil, h, err
 	}
-	if err := CheckSize(n, h, segSize); err != nil {
+	lim, err := LimitFor(n, h, segSize)
+	if err != nil {
 		return nil, h, err
 	}
-	return walfile.Decode(file)
+	return walfile.DecodeLimited(file, lim)
 }
 
-// CheckWALContent checks that content's first page belongs at name and
-// agrees with the header's system identifier and segment size.
-func CheckWALContent(n segname.Name, content []byte, h walfile.Header) error {
-	p, err := walfile.ParseLongHeader(content)
+// SumFor is DecodeFor that returns the sha256 of the content instead of
+// the content: how two files under one name are compared.
+func SumFor(n segname.Name, file []byte, segSize uint32) ([32]byte, walfile.Header, error) {
+	h, err := walfile.UnmarshalHeader(file)
 	if err != nil {
-		return fmt.Errorf("%w: %v", walfile.ErrCorrupt, err)
+		return [32]byte{}, h, err
 	}
-	if p.SysID != h.SysID || p.SegSize != h.SegSize {
-		return fmt.Errorf("%w: header says cluster %d / segment size %d, WAL says %d / %d", walfile.ErrCorrupt, h.SysID, h.SegSize, p.SysID, p.SegSize)
+	lim, err := LimitFor(n, h, segSize)
+	if err != nil {
+		return [32]byte{}, h, err
 	}
-	if want := n.StartLSN(p.SegSize); p.PageAddr != want {
-		return fmt.Errorf("%w: first page is at LSN %X/%08X but %s starts at %X/%08X", walfile.ErrCorrupt,
-			p.PageAddr>>32, uint32(p.PageAddr), n, want>>32, uint32(want))
+	return walfile.SumLimited(file, lim)
+}
+
+// CheckWALContent checks that content's pages belong at name and agree
+// with the header's system identifier and segment size: what ship checks
+// before it sends a segment, with the rules every reader applies.
+func CheckWALContent(n segname.Name, content []byte, h walfile.Header) error {
+	if uint64(len(content)) != h.Size {
+		return fmt.Errorf("%w: %s is %d bytes, its header says %d", walfile.ErrCorrupt, n, len(content), h.Size)
 	}
-	return nil
+	lim, err := LimitFor(n, h, 0)
+	if err != nil {
+		return err
+	}
+	return walfile.CheckPages(content[:h.Stored], h, *lim.WAL)
 }
 
 // BuildReport turns a listing and per-file checks into Verify's findings.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -100,13 +99,21 @@ func (l *Local) ReadMeta() (*Meta, error) {
 }
 
 // checkCluster binds the archive to the first cluster that writes WAL to
-// it, and refuses WAL from any other cluster afterwards.
-func (l *Local) checkCluster(h walfile.Header) error {
+// it, and refuses WAL from any other cluster afterwards. An archive that
+// pgwarm apply provisioned is bound already; one used without apply is
+// bound only by a segment that passed every check (file is decoded and
+// its pages checked here first, whoever sent it), so a crafted file
+// cannot choose the cluster or the segment size of an empty archive
+// without also being a well-formed segment.
+func (l *Local) checkCluster(name segname.Name, h walfile.Header, file []byte) error {
 	m, err := l.ReadMeta()
 	if err != nil {
 		return err
 	}
 	if m == nil {
+		if v := CheckFile(name, file, 0); v.Err != nil {
+			return Errorf(KindCorrupt, "refusing the file sent for %s: %v; the archive is not bound to a cluster yet and is left untouched", name, v.Err)
+		}
 		host, _ := os.Hostname()
 		nm := Meta{Format: 1, SysID: strconv.FormatUint(h.SysID, 10), SegSize: h.SegSize,
 			Created: time.Now().UTC().Format(time.RFC3339), Hostname: host}
@@ -150,10 +157,10 @@ func (l *Local) Put(ctx context.Context, name segname.Name, file []byte) error {
 	// The segment size itself is compared with the archive's by
 	// checkCluster below.
 	if err := CheckSize(name, h, 0); err != nil {
-		return Errorf(KindCorrupt, "refusing the file sent for %s: %v; archive left untouched", name, err)
+		return Errorf(KindCorrupt, "refusing the file sent for %s: %w; archive left untouched", name, err)
 	}
 	if name.HasWALContent() {
-		if err := l.checkCluster(h); err != nil {
+		if err := l.checkCluster(name, h, file); err != nil {
 			return err
 		}
 	} else if err := checkText(name, file); err != nil {
@@ -193,16 +200,21 @@ func checkText(name segname.Name, file []byte) error {
 // compareExisting decides what an existing file under name means: the same
 // content is success (PostgreSQL retries after a crash between our rename
 // and its bookkeeping), different content is a conflict that leaves the
-// archive untouched. done=false means nothing is there.
+// archive untouched. done=false means nothing is there. Contents are
+// compared by their sha256, computed as they stream by: neither is held.
 func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte) (done bool, err error) {
-	old, err := ReadRegular(l.path(name))
+	old, oh, err := readArchived(l.path(name), name, func() (uint32, error) { return h.SegSize, nil })
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, walfile.ErrCorrupt) {
 		return true, classify(err, "reading the already archived "+name.String())
 	}
-	oldContent, oh, derr := DecodeFor(name, old, h.SegSize)
+	derr := err
+	var oldSum [32]byte
+	if derr == nil {
+		oldSum, _, derr = SumFor(name, old, h.SegSize)
+	}
 	// The same header means the same content: with SumBody every field
 	// that turns the body into content is in it (size, codec, filter) and
 	// the body's sha256; with SumContent the sha256 is of the content.
@@ -214,18 +226,17 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 	case derr == nil:
 		// Different checksums can still be the same content: another
 		// compression, or a file written by another pgwarm-wal version.
-		newContent, _, err := DecodeFor(name, file, h.SegSize)
+		newSum, _, err := SumFor(name, file, h.SegSize)
 		if err != nil {
 			return true, Errorf(KindCorrupt, "the file sent for %s is damaged (%v); archive left untouched", name, err)
 		}
-		if bytes.Equal(oldContent, newContent) {
+		if oldSum == newSum {
 			return true, nil
 		}
 		what := "different content is already archived under this name"
 		if name.Kind == segname.History {
 			what = "a different timeline history file is already archived under this name (history files are never replaced; two clusters or two promotions produced the same timeline)"
 		}
-		oldSum, newSum := sha256.Sum256(oldContent), sha256.Sum256(newContent)
 		return true, Errorf(KindConflict, "%s: archived sha256 %x, new sha256 %x (of the uncompressed content); archive left untouched", what, oldSum, newSum)
 	case sameHeader || claimsContentOf(name, oh, h, file):
 		// The stored copy claims our exact content but is damaged: replacing
@@ -234,6 +245,43 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 	default:
 		return true, Errorf(KindCorrupt, "the already archived %s is damaged (%v) and cannot be compared; move it aside after checking it, then PostgreSQL's retry will archive it again", l.path(name), derr)
 	}
+}
+
+// readArchived reads the archived file at path that is to be name: its
+// header first, checked against name and the archive's segment size
+// (CheckSize), then the file only if its length is one such a header
+// allows (MaxFileSize), so no damaged or planted file makes a reader
+// allocate more than one file of the size its name allows. h is the
+// header whenever it could be read; a refusal wraps walfile.ErrCorrupt.
+func readArchived(path string, name segname.Name, segSize func() (uint32, error)) (file []byte, h walfile.Header, err error) {
+	f, size, err := OpenRegular(path) // no link, FIFO or device is read
+	if err != nil {
+		return nil, h, err
+	}
+	defer f.Close()
+	hb := make([]byte, walfile.HeaderSize)
+	if _, err := io.ReadFull(f, hb); err != nil {
+		return nil, h, fmt.Errorf("%w: %s is %d bytes, shorter than a header", walfile.ErrCorrupt, path, size)
+	}
+	if h, err = walfile.UnmarshalHeader(hb); err != nil {
+		return nil, h, err
+	}
+	ss, err := segSize()
+	if err != nil {
+		return nil, h, err
+	}
+	if err := CheckSize(name, h, ss); err != nil {
+		return nil, h, err
+	}
+	if uint64(size) > MaxFileSize(h) {
+		return nil, h, fmt.Errorf("%w: %s is %d bytes, more than a file whose header says %d stored bytes can take", walfile.ErrCorrupt, path, size, h.Stored)
+	}
+	file = make([]byte, size)
+	copy(file, hb)
+	if _, err := io.ReadFull(f, file[walfile.HeaderSize:]); err != nil {
+		return nil, h, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return file, h, nil
 }
 
 // Get implements Archive.
@@ -246,15 +294,24 @@ func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) 
 		if err := l.CheckRoot(); err != nil {
 			return nil, err
 		}
-		b, err := ReadRegular(l.path(name))
+		m, err := l.ReadMeta()
+		if err != nil {
+			return nil, err
+		}
+		b, bh, err := readArchived(l.path(name), name, func() (uint32, error) { return m.SegSizeOrZero(), nil })
+		if err == nil && name.HasWALContent() {
+			err = l.checkBinding(name, bh, m)
+		}
 		if err == nil {
-			if err := l.checkServed(name, b); err != nil {
-				return nil, err
-			}
 			return b, nil
 		}
 		if KindOf(err) == KindForeign {
 			return nil, err // a link, FIFO or device: it says so, path and all
+		}
+		if errors.Is(err, walfile.ErrCorrupt) {
+			// Everything else (the checksums) is the reader's to find: it
+			// decodes what it gets.
+			return nil, Errorf(KindCorrupt, "refusing to hand out %s: %v", l.path(name), err)
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return nil, classify(err, "reading "+l.path(name))
@@ -277,30 +334,14 @@ func claimsContentOf(name segname.Name, oh, h walfile.Header, file []byte) bool 
 	if oh.SumKind != walfile.SumContent || h.SumKind != walfile.SumBody || oh.Size != h.Size || oh.Size == 0 {
 		return false
 	}
-	content, _, err := DecodeFor(name, file, h.SegSize)
-	return err == nil && sha256.Sum256(content) == oh.SHA256
+	sum, _, err := SumFor(name, file, h.SegSize)
+	return err == nil && sum == oh.SHA256
 }
 
-// checkServed refuses to hand out a WAL file whose header disagrees with
-// the archive's segment size, before any reader allocates what it claims.
-// Everything else (a damaged header, the checksums) is the reader's to
-// find: it decodes what it gets.
-func (l *Local) checkServed(name segname.Name, file []byte) error {
-	h, err := walfile.UnmarshalHeader(file)
-	if err != nil || !name.HasWALContent() {
-		return nil
-	}
+// segSize is the archive's wal_segment_size, 0 when it is not bound yet.
+func (l *Local) segSize() (uint32, error) {
 	m, err := l.ReadMeta()
-	if err != nil {
-		return err
-	}
-	if err := l.checkBinding(name, h, m); err != nil {
-		return err
-	}
-	if err := CheckSize(name, h, m.SegSizeOrZero()); err != nil {
-		return Errorf(KindCorrupt, "refusing to hand out %s: %v", l.path(name), err)
-	}
-	return nil
+	return m.SegSizeOrZero(), err
 }
 
 // checkBinding refuses to hand out WAL of another cluster than the one
@@ -426,15 +467,20 @@ func (l *Local) Verify(ctx context.Context) (Report, error) {
 		if err := ctx.Err(); err != nil {
 			return Report{}, err
 		}
-		b, err := ReadRegular(filepath.Join(l.walDir(), e.Name))
+		segSize := ls.Meta.SegSizeOrZero()
+		b, _, err := readArchived(filepath.Join(l.walDir(), e.Name), e.Parsed, func() (uint32, error) { return segSize, nil })
 		if KindOf(err) == KindForeign { // replaced by a link or FIFO since List
 			files = append(files, VerifiedFile{Name: e.Parsed, Err: err})
+			continue
+		}
+		if errors.Is(err, walfile.ErrCorrupt) {
+			files = append(files, VerifiedFile{Name: e.Parsed, Header: e.Header, Err: err})
 			continue
 		}
 		if err != nil {
 			return Report{}, classify(err, "reading "+e.Name)
 		}
-		files = append(files, CheckFile(e.Parsed, b, ls.Meta.SegSizeOrZero()))
+		files = append(files, CheckFile(e.Parsed, b, segSize))
 	}
 	return BuildReport(ls, files), nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/wal/segname"
 	"github.com/pgwarm/pgwarm/wal/walfile"
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 // contentSummed is a file written by pgwarm-wal before SumBody (4d88004):
@@ -30,18 +31,37 @@ func newArchive(t *testing.T) (*Local, segname.Name) {
 	return NewLocal(t.TempDir(), Options{}), n
 }
 
-// readContentSummed returns the old-format file and its content.
+// readContentSummed returns an old-format file and its content. The
+// testdata file still decodes, but its pages past the first are text, not
+// WAL, which the archive now refuses (every page header is checked): the
+// content gets the page headers PostgreSQL writes, and the file is summed
+// the old way, over the content, as that version wrote it.
 func readContentSummed(t *testing.T) (file, content []byte) {
 	t.Helper()
 	file, err := os.ReadFile(contentSummed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	content, _, err = walfile.Decode(file)
+	content, h, err := walfile.Decode(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return file, content
+	waltest.StampPageHeaders(content)
+	return contentSummedFile(t, content, h.Compression), content
+}
+
+// contentSummedFile encodes content as pgwarm-wal wrote files before
+// SumBody (4d88004): the header's sha256 is of the content, no content crc.
+func contentSummedFile(t *testing.T, content []byte, c walfile.Compression) []byte {
+	t.Helper()
+	file := encode(t, content, c)
+	h, err := walfile.UnmarshalHeader(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.SumKind, h.SHA256, h.ContentCRC = walfile.SumContent, sha256.Sum256(content), 0
+	copy(file, h.Marshal())
+	return file
 }
 
 // archiveHoldingOld is a new archive that holds the old-format file (as

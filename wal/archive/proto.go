@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgwarm/pgwarm/wal/segname"
+	"github.com/pgwarm/pgwarm/wal/walfile"
 )
 
 // The serve protocol. The operation travels as the ssh command line
@@ -194,6 +195,55 @@ func ReadFrame(r io.Reader) (byte, []byte, error) {
 		return 0, nil, fmt.Errorf("truncated frame: %w", err)
 	}
 	return h[0], buf, nil
+}
+
+// maxSmallFrame bounds a frame that carries no archived file where one is
+// expected (an error's JSON).
+const maxSmallFrame = 1 << 20
+
+// ReadFileFrame reads a frame that carries an archived file for n: a
+// push's Data frame, a get's Ok frame. The file's header is read first
+// and checked against n and segSize (CheckSize: the archive's segment
+// size, or 0 where it is not known), and the frame's length against what
+// that file can be (MaxFileSize), before anything of that length is
+// allocated: no frame makes the reader hold more than one file of the
+// size its name allows. Other frames (an Err frame) are small.
+func ReadFileFrame(r io.Reader, n segname.Name, segSize uint32) (byte, []byte, error) {
+	var fh [5]byte
+	if _, err := io.ReadFull(r, fh[:]); err != nil {
+		return 0, nil, err
+	}
+	typ, size := fh[0], binary.BigEndian.Uint32(fh[1:])
+	if (typ != FrameData && typ != FrameOK) || size < walfile.HeaderSize {
+		if size > maxSmallFrame {
+			return 0, nil, fmt.Errorf("frame %q of %d bytes where %s was expected", typ, size, n)
+		}
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return 0, nil, fmt.Errorf("truncated frame: %w", err)
+		}
+		return typ, buf, nil
+	}
+	hb := make([]byte, walfile.HeaderSize)
+	if _, err := io.ReadFull(r, hb); err != nil {
+		return 0, nil, fmt.Errorf("truncated frame: %w", err)
+	}
+	h, err := walfile.UnmarshalHeader(hb)
+	if err == nil {
+		err = CheckSize(n, h, segSize)
+	}
+	if err == nil && uint64(size) > MaxFileSize(h) {
+		err = fmt.Errorf("%w: %d bytes sent for %s, more than a file whose header says %d stored bytes can take (%d)", walfile.ErrCorrupt, size, n, h.Stored, MaxFileSize(h))
+	}
+	if err != nil {
+		return 0, nil, &Error{Kind: KindCorrupt, Err: err, Msg: fmt.Sprintf("refusing the file sent for %s before reading it: %v", n, err)}
+	}
+	buf := make([]byte, size)
+	copy(buf, hb)
+	if _, err := io.ReadFull(r, buf[walfile.HeaderSize:]); err != nil {
+		return 0, nil, fmt.Errorf("truncated frame: %w", err)
+	}
+	return typ, buf, nil
 }
 
 // WriteError sends err as an Err frame, keeping its Kind.

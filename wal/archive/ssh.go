@@ -116,7 +116,15 @@ func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error
 	}
 	got := make(chan answer, 1)
 	go func() {
-		typ, payload, err := ReadFrame(bufio.NewReader(stdout))
+		var typ byte
+		var payload []byte
+		var err error
+		if req.Op == "get" {
+			// An archived file: bounded by its name before it is read.
+			typ, payload, err = ReadFileFrame(bufio.NewReader(stdout), req.Name, 0)
+		} else {
+			typ, payload, err = ReadFrame(bufio.NewReader(stdout))
+		}
 		io.Copy(io.Discard, stdout)
 		got <- answer{typ, payload, err}
 	}()
@@ -133,6 +141,9 @@ func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error
 	if rerr != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if KindOf(rerr) == KindCorrupt {
+			return nil, Errorf(KindCorrupt, "%w (from the archive host %s)", rerr, s.target)
 		}
 		why := lastLine(stderr.String())
 		if why == "" && werr != nil {

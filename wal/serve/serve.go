@@ -216,15 +216,20 @@ func handle(ctx context.Context, cfg Config, command string, in io.Reader) ([]by
 		if err := checkTimeline(ctx, store, allow, req.Name, who, where); err != nil {
 			return nil, err
 		}
-		typ, file, err := archive.ReadFrame(in)
-		if err != nil || typ != archive.FrameData {
-			return nil, archive.Errorf(archive.KindBadInput, "push of %s: no complete data frame from the client (%v); nothing stored", req.Name, err)
-		}
-		// The bytes crossed a network and a client we do not trust: check
-		// them completely before they can become the archived copy.
+		// The bytes cross a network from a client we do not trust: the
+		// frame is bounded by what the name and the archive's segment size
+		// allow before it is read, and checked completely before it can
+		// become the archived copy.
 		meta, err := store.ReadMeta()
 		if err != nil {
 			return nil, err
+		}
+		typ, file, err := archive.ReadFileFrame(in, req.Name, meta.SegSizeOrZero())
+		if archive.KindOf(err) == archive.KindCorrupt {
+			return nil, archive.Errorf(archive.KindCorrupt, "push of %s: %w; nothing stored", req.Name, err)
+		}
+		if err != nil || typ != archive.FrameData {
+			return nil, archive.Errorf(archive.KindBadInput, "push of %s: no complete data frame from the client (%v); nothing stored", req.Name, err)
 		}
 		if v := archive.CheckFile(req.Name, file, meta.SegSizeOrZero()); v.Err != nil {
 			return nil, archive.Errorf(archive.KindCorrupt, "push of %s: received file fails its checks, nothing stored: %w", req.Name, v.Err)

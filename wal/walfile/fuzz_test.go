@@ -1,20 +1,26 @@
 package walfile
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"testing"
+
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
-// FuzzDecode feeds Decode arbitrary bytes, seeded with valid files of
-// every compression: it must never panic, anything it refuses must wrap
-// ErrCorrupt, and anything it accepts must be as long as its header says.
-// An archived file is input from another host (and, over ssh, from
-// whatever holds a push key), so a restore must fail cleanly on it.
+// FuzzDecode feeds Decode and the limited decoders arbitrary bytes, seeded
+// with valid files of every compression: they must never panic, anything
+// refused must wrap ErrCorrupt, anything accepted must be as long as its
+// header says and within the limit, with every page header valid when
+// the limit checks pages. An archived file is input from another host
+// (and, over ssh, from whatever holds a push key), so a reader must fail
+// cleanly on it, and never decode much more than the limit.
 func FuzzDecode(f *testing.F) {
 	seg := fakeSegment(1<<20, 3, 7000000000000000001, 3000)
+	waltest.StampPageHeaders(seg)
 	info, err := ParseLongHeader(seg)
 	if err != nil {
 		f.Fatal(err)
@@ -24,10 +30,20 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(file)
+		f.Add(file, uint8(0))
+		f.Add(file, uint8(1))
+		f.Add(file, uint8(2))
 	}
-	f.Add(Header{Compression: Zstd, SumKind: SumBody, Size: 1 << 40}.Marshal())
-	f.Fuzz(func(t *testing.T, file []byte) {
+	for _, c := range []Compression{None, Gzip, Zstd} {
+		// Small inputs the fuzzer mutates fast: a history file.
+		file, _, err := Encode([]byte("1\t0/3000000\tno recovery target specified\n"), c, PageInfo{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(file, uint8(0))
+	}
+	f.Add(Header{Compression: Zstd, SumKind: SumBody, Size: 1 << 40}.Marshal(), uint8(0))
+	f.Fuzz(func(t *testing.T, file []byte, mode uint8) {
 		// Whoever writes a hostile file can make its checksums agree:
 		// recompute them, so the fuzzer explores past them into the
 		// header's fields and the decompressors.
@@ -38,21 +54,41 @@ func FuzzDecode(f *testing.F) {
 		if len(file) >= HeaderSize {
 			binary.LittleEndian.PutUint32(file[72:], crc32.Checksum(file[:72], castagnoli))
 		}
-		// Readers bound the size by the file's name before decoding
-		// (archive.DecodeFor); past that, a big claimed size only makes
-		// the fuzzer slow.
-		if h, err := UnmarshalHeader(file); err == nil && h.Size > 64<<20 {
-			return
+		// The limits readers use: a text file's 1 MiB, a segment of the
+		// seed's 1 MiB with its pages checked (whole, or a .partial's
+		// prefix).
+		lim := Limit{Size: 1 << 20}
+		switch mode % 3 {
+		case 1:
+			lim.WAL = &WALPages{Start: 3 << 20, TLI: 1}
+		case 2:
+			lim.WAL = &WALPages{Start: 3 << 20, TLI: 1, Prefix: true}
 		}
-		content, h, err := Decode(file)
+		content, h, err := DecodeLimited(file, lim)
+		if _, cerr := CheckLimited(file, lim); (cerr == nil) != (err == nil) {
+			t.Fatalf("DecodeLimited: %v, CheckLimited: %v", err, cerr)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("refused without ErrCorrupt: %v", err)
 			}
 			return
 		}
-		if uint64(len(content)) != h.Size {
-			t.Fatalf("accepted %d bytes, header says %d", len(content), h.Size)
+		if uint64(len(content)) != h.Size || h.Size > lim.Size {
+			t.Fatalf("accepted %d bytes, header says %d, limit %d", len(content), h.Size, lim.Size)
+		}
+		if lim.WAL != nil && !lim.WAL.Prefix {
+			if err := CheckPages(content[:h.Stored], h, *lim.WAL); err != nil {
+				t.Fatalf("accepted content whose pages fail: %v", err)
+			}
+		}
+		// Without a limit, what the limited decoder accepts decodes the
+		// same.
+		if h.Size <= 64<<20 {
+			plain, _, err := Decode(file)
+			if err != nil || !bytes.Equal(plain, content) {
+				t.Fatalf("Decode disagrees: %v", err)
+			}
 		}
 	})
 }

@@ -315,13 +315,6 @@ func fillChunkCRCs(crcs []uint32, stored []byte) {
 	}
 }
 
-// contentCRC computes the same check in one pass, for Decode.
-func contentCRC(stored []byte) uint32 {
-	crcs := make([]uint32, crcChunks(len(stored)))
-	fillChunkCRCs(crcs, stored)
-	return combineCRCs(crcs)
-}
-
 // zstdFrameSize is how much content goes into one zstd frame. Frames are
 // independent, so two cores compress them at once, and a decoder reads
 // concatenated frames as one stream (restore is unchanged). Four frames
@@ -386,10 +379,20 @@ func zstdFrames(w io.Writer, pieces [][]byte, stored []byte, crcs []uint32) erro
 		panic(r)
 	default:
 	}
+	total := 0
 	for i := range out {
 		if errs[i] != nil {
 			return errs[i]
 		}
+		total += out[i].Len()
+	}
+	// One allocation for the whole body instead of the buffer doubling
+	// its way there: each doubling is garbage of up to a body's size
+	// that a short-lived process with the collector off keeps resident.
+	if g, ok := w.(interface{ Grow(int) }); ok {
+		g.Grow(total)
+	}
+	for i := range out {
 		if _, err := w.Write(out[i].Bytes()); err != nil {
 			return err
 		}
@@ -566,68 +569,11 @@ func undoPageHeadersFirst(dst, src []byte, shift uint8) {
 }
 
 // Decode checks a complete archive file and returns its content. Any
-// damage (header, body, length, checksum) wraps ErrCorrupt.
+// damage (header, body, length, checksum) wraps ErrCorrupt. It decodes as
+// a stream, with no limit but the header's (readers that know what the
+// file is meant to be use DecodeLimited).
 func Decode(file []byte) ([]byte, Header, error) {
-	h, err := UnmarshalHeader(file)
-	if err != nil {
-		return nil, Header{}, err
-	}
-	body := file[HeaderSize:]
-	if h.SumKind == SumBody {
-		if sum := sha256.Sum256(body); sum != h.SHA256 {
-			return nil, h, fmt.Errorf("%w: stored body sha256 %x, header says %s", ErrCorrupt, sum, h.Sum())
-		}
-	}
-	var content []byte
-	switch h.Compression {
-	case None:
-		content = body
-	case Gzip:
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			return nil, h, fmt.Errorf("%w: gzip body: %v", ErrCorrupt, err)
-		}
-		content, err = readLimited(zr, h.Stored)
-		if err != nil {
-			return nil, h, fmt.Errorf("%w: gzip body: %v", ErrCorrupt, err)
-		}
-	case Zstd:
-		zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(max(2*h.Stored, 64<<20)))
-		if err != nil {
-			return nil, h, err
-		}
-		defer zr.Close()
-		content, err = zr.DecodeAll(body, make([]byte, 0, h.Size))
-		if uint64(len(content)) > h.Stored {
-			return nil, h, fmt.Errorf("%w: zstd body is longer than the header says", ErrCorrupt)
-		}
-		if err != nil {
-			return nil, h, fmt.Errorf("%w: zstd body: %v", ErrCorrupt, err)
-		}
-	}
-	if uint64(len(content)) != h.Stored {
-		return nil, h, fmt.Errorf("%w: stored content is %d bytes, header says %d", ErrCorrupt, len(content), h.Stored)
-	}
-	if h.Filter == PageHeaders {
-		full := make([]byte, h.Size) // zeroed: restores the trailing zeros
-		undoPageHeadersFirst(full[:h.Stored], content, h.PageShift)
-		content = full
-	} else if h.Size > h.Stored {
-		full := make([]byte, h.Size) // zeroed: restores the trailing zeros
-		copy(full, content)
-		content = full
-	}
-	switch h.SumKind {
-	case SumContent:
-		if sum := sha256.Sum256(content); sum != h.SHA256 {
-			return nil, h, fmt.Errorf("%w: content sha256 %x, header says %s", ErrCorrupt, sum, h.Sum())
-		}
-	case SumBody:
-		if crc := contentCRC(content[:h.Stored]); crc != h.ContentCRC {
-			return nil, h, fmt.Errorf("%w: content crc32c %08x, header says %08x (the body is intact: its decoding went wrong)", ErrCorrupt, crc, h.ContentCRC)
-		}
-	}
-	return content, h, nil
+	return DecodeLimited(file, Limit{})
 }
 
 // CheckBody checks a file's body against its header's sha256 without
@@ -643,22 +589,4 @@ func CheckBody(file []byte) (ok bool, err error) {
 		return false, fmt.Errorf("%w: stored body sha256 %x, header says %s", ErrCorrupt, sum, h.Sum())
 	}
 	return true, nil
-}
-
-// readLimited reads at most size+1 bytes into one allocation of that
-// size (size is at most MaxContentSize), so a corrupt stream can neither
-// grow the buffer nor make it double; the length check happens in Decode.
-func readLimited(r io.Reader, size uint64) ([]byte, error) {
-	buf := make([]byte, 0, size+1)
-	for len(buf) < cap(buf) {
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-	return buf, nil
 }
