@@ -5,7 +5,7 @@ LAB       := examples/lab/lab.sh
 LAB_SUITE ?= bookworm
 export LAB_SUITE
 
-.PHONY: all build test test-unit test-lab test-e2e test-matrix lab-up lab-down demo vet bench-wal bench-plan bench-ops clean
+.PHONY: all build test test-unit test-hostile test-lab test-e2e test-matrix lab-up lab-down demo vet bench-wal bench-plan bench-ops clean
 
 all: build
 
@@ -23,7 +23,19 @@ test-unit: vet
 test-lab: build lab-up
 	PGWARM_LAB_REQUIRED=1 $(GO) test -count=1 -p 1 -timeout 75m -run 'Lab' ./...
 
-test: test-unit test-lab
+# Hostile input: the peak-RSS test of every pgwarm-wal process on crafted
+# files, then each fuzz target for a short while (FUZZTIME each). The fuzz
+# targets' seeds also run in test-unit; here they explore.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := FuzzServe:./wal/serve FuzzDecode:./wal/walfile FuzzParseName:./wal/segname FuzzInventoryRender:./templates
+test-hostile:
+	$(GO) test -count=1 -run 'TestBoundedMemory' ./cmd/pgwarm-wal/
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$${t%%:*}$$" -fuzztime=$(FUZZTIME) $${t#*:} || exit 1; \
+	done
+
+test: test-unit test-hostile test-lab
 
 # The end-to-end lab tests alone on one suite: LAB_SUITE=trixie make test-e2e
 test-e2e: build

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/pgwarm/pgwarm/wal/archive"
+	"github.com/pgwarm/pgwarm/wal/segname"
 	"github.com/pgwarm/pgwarm/wal/walfile"
 	"github.com/pgwarm/pgwarm/wal/waltest"
 )
@@ -108,8 +109,15 @@ func TestBoundedMemory(t *testing.T) {
 			root := b.archive(t)
 			_, err := os.Stat(filepath.Join(root, archive.MetaFile))
 			hadMeta := err == nil
-			// serve, as sshd runs it for a push-only key.
-			r := runServe(t, root, "push", "pgwarm-wal-op push "+b.name, frame(archive.FrameData, b.file))
+			// serve, as sshd runs it for a push-only key: the primary's
+			// of the file's timeline (push@T: timeline 1's segments, or
+			// the history file of timeline 2 it was promoted to), so the
+			// file gets as far as its decoding.
+			n, err := segname.Parse(b.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := runServe(t, root, fmt.Sprintf("push@%d", n.TLI), "pgwarm-wal-op push "+b.name, frame(archive.FrameData, b.file))
 			t.Logf("serve push: exit %d, peak RSS %d MiB: %s", r.code, r.maxRSS>>20, r.stderr)
 			if r.code != 4 {
 				t.Errorf("serve push: exit %d, want 4 (corrupt)\n%s", r.code, r.stderr)
