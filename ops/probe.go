@@ -78,6 +78,7 @@ func walNames(v inventory.Version, q string) string {
 		"pg_last_wal_receive_lsn", "pg_last_xlog_receive_location",
 		"pg_last_wal_replay_lsn", "pg_last_xlog_replay_location",
 		"pg_is_wal_replay_paused", "pg_is_xlog_replay_paused",
+		"pg_wal_replay_resume", "pg_xlog_replay_resume",
 		"pg_walfile_name", "pg_xlogfile_name", "pg_switch_wal", "pg_switch_xlog").Replace(q)
 }
 

@@ -149,6 +149,9 @@ func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Pr
 	if !res.OK() {
 		return &host.Error{Host: plan.Target, Err: fmt.Errorf("promotion failed (exit %d): %s %s", res.ExitCode, lastLine(out), firstLine(res.Stderr))}
 	}
+	if from, to, ok := parseResumed(out); ok {
+		pr.Hostf(plan.Target, "replay was paused at %s: resumed it and replayed to %s before the promotion, so nothing archived is left out (to promote at the paused point instead, run pg_ctl promote on the host)", from, to)
+	}
 	f := strings.Split(lastLine(out), "|")
 	tl := "?"
 	var newTLI uint32
@@ -305,12 +308,45 @@ func promoteScript(inv *inventory.Inventory, name string, timeout time.Duration)
 		walNames(inv.Postgres.Version, "INSERT INTO pgwarm.promotions (host) VALUES ('"+strings.ReplaceAll(name, "'", "''")+"') RETURNING pg_is_in_recovery(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"))
 	// "phases" reports, in milliseconds on the host's clock, how long the
 	// request took and then the wait for the write.
-	s := "set -u\nt0=$(date +%s%3N)\n" + promote + " >/dev/null || exit 5\nt1=$(date +%s%3N)\n"
+	s := "set -u\n" + resumeScript(inv) + "t0=$(date +%s%3N)\n" + promote + " >/dev/null || exit 5\nt1=$(date +%s%3N)\n"
 	if t := inv.Replication.TriggerFile; t != "" {
 		s += "if [ -e " + host.Quote(t) + " ]; then rm -f " + host.Quote(t) + " && echo 'trigger removed'; fi\n"
 	}
 	return s + fmt.Sprintf("end=$(( $(date +%%s) + %d ))\nwhile :; do\n  if out=$(%s 2>&1); then echo \"phases $((t1-t0)) $(( $(date +%%s%%3N)-t1 ))\"; echo \"$out\" | tail -1; exit 0; fi\n"+
 		"  if [ $(date +%%s) -ge $end ]; then echo \"$out\" | tail -1; exit 6; fi\n  sleep 0.02\ndone\n", int(timeout.Seconds()), write)
+}
+
+// resumeScript resumes a standby whose replay is paused and waits until
+// it has replayed what the archive holds: PostgreSQL promoted while
+// paused ends recovery where it paused when the pause caught it waiting
+// for WAL (after a restore that found nothing), without asking the
+// archive again, so segments archived since (the old primary's last
+// writes) would be lost. Replay has caught up once its position stands
+// still for 2 s (restore lingers 1 s for a segment not archived yet),
+// within 60 s. It prints "resumed FROM TO" when it did anything.
+func resumeScript(inv *inventory.Inventory) string {
+	v := inv.Postgres.Version
+	q := func(sql string) string { return psqlMulti(inv, walNames(v, sql)) }
+	return "if [ \"$(" + q("SELECT pg_is_in_recovery() AND pg_is_wal_replay_paused()") + " 2>/dev/null)\" = t ]; then\n" +
+		"  from=$(" + q("SELECT pg_last_wal_replay_lsn()") + ")\n" +
+		"  " + q("SELECT pg_wal_replay_resume()") + " >/dev/null || exit 5\n" +
+		"  last=$from same=0 i=0\n" +
+		"  while [ $i -lt 600 ] && [ $same -lt 20 ]; do\n" +
+		"    sleep 0.1; i=$((i+1)); cur=$(" + q("SELECT pg_last_wal_replay_lsn()") + ")\n" +
+		"    if [ \"$cur\" = \"$last\" ]; then same=$((same+1)); else same=0 last=$cur; fi\n" +
+		"  done\n" +
+		"  echo \"resumed $from $last\"\n" +
+		"fi\n"
+}
+
+// parseResumed reads resumeScript's "resumed FROM TO" line.
+func parseResumed(out string) (from, to string, ok bool) {
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "resumed" {
+			return f[1], f[2], true
+		}
+	}
+	return "", "", false
 }
 
 // parsePhases reads promoteScript's "phases REQUEST_MS WRITE_MS" line.

@@ -276,3 +276,29 @@ func TestRightsScriptNeedsTimelineAwareHelper(t *testing.T) {
 		t.Fatalf("rights file not rewritten: %q", b)
 	}
 }
+
+// A paused standby is resumed before pg_ctl promote (PostgreSQL promoted
+// while paused can end recovery without asking the archive again), with
+// the functions of the server's version, and promote reports it.
+func TestPromoteResumesPausedReplay(t *testing.T) {
+	inv, err := inventory.Parse("pgwarm.yaml", []byte(commented), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := promoteScript(inv, "pg2", time.Minute)
+	resume, promote := strings.Index(s, "pg_wal_replay_resume()"), strings.Index(s, " promote -W")
+	if resume < 0 || promote < 0 || resume > promote || !strings.Contains(s, "pg_is_wal_replay_paused()") {
+		t.Fatalf("the script does not resume paused replay before it promotes:\n%s", s)
+	}
+	inv.Postgres.Version = 90600
+	if s := promoteScript(inv, "pg2", time.Minute); strings.Contains(s, "pg_wal_replay") || !strings.Contains(s, "pg_xlog_replay_resume()") {
+		t.Errorf("9.6 has the xlog names:\n%s", s)
+	}
+	from, to, ok := parseResumed("resumed 0/4022300 0/8000000\nphases 3 20\nf|00000002")
+	if !ok || from != "0/4022300" || to != "0/8000000" {
+		t.Errorf("parseResumed: %q %q %v", from, to, ok)
+	}
+	if _, _, ok := parseResumed("phases 3 20\nf|00000002"); ok {
+		t.Error("parseResumed found a resume in a promotion that did none")
+	}
+}

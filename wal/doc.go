@@ -42,9 +42,12 @@
 //     PostgreSQL, only when they parse as what PostgreSQL writes (a
 //     timeline history file it cannot read stops a standby with FATAL).
 //   - over ssh a key writes one timeline (push@T): segments and backup
-//     files of T, T's history file, the .partial of the timeline T
-//     branched from; so a primary cannot take the next timeline ahead of
-//     a promotion. pgwarm promote and apply move push@T.
+//     files of T (and those left over from earlier timelines, which a
+//     rewound primary archives after its promotion), T's history file,
+//     the .partial of the timeline T branched from; never a file of a
+//     later timeline nor another timeline's history, so a primary cannot
+//     take the next timeline ahead of a promotion. pgwarm promote and
+//     apply move push@T.
 //   - memory is bounded on any input: every reader (serve's push, get,
 //     restore, verify) bounds an archived file by what its name allows
 //     before reading it (a segment: the archive's wal_segment_size from

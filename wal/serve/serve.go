@@ -79,11 +79,17 @@ func ParseRights(s string) (Rights, error) {
 // not archived (yet). Pure: the refusal says why, the caller who and how
 // to fix it.
 //
-// A primary on timeline T never writes another timeline's segments or
-// history; the one file of another timeline it writes is the .partial
-// that ends its parent's, once, at its promotion. Storing a history file
-// of the next timeline ahead of the real promotion would make the real
-// one conflict forever, so that is what push@T prevents.
+// A primary on timeline T writes the history file of T and no other, and
+// no file of a later timeline: storing the history file (or segments) of
+// the next timeline ahead of the real promotion would make the real one
+// conflict forever, so that is what push@T prevents. Of earlier
+// timelines it writes the .partial that ends its parent's, once, at its
+// promotion, and whatever its pg_wal still has marked .ready: a primary
+// rewound from another and then promoted (pgwarm's drill) archives its
+// old timeline's unarchived segments first, and PostgreSQL's archiver
+// goes no further until they are stored. Segments never replace others,
+// and a timeline that branched off is only read up to its switch point,
+// so an earlier timeline's segment can take no WAL from anyone.
 func PushAllowed(r Rights, n segname.Name, parent uint32) error {
 	t := r.Timeline
 	switch {
@@ -95,8 +101,10 @@ func PushAllowed(r Rights, n segname.Name, parent uint32) error {
 		return fmt.Errorf("it writes timeline %d, whose primary archives .partial files only of the timeline it branched from", t)
 	case n.Kind == segname.Partial && parent != 0 && n.TLI != parent:
 		return fmt.Errorf("it writes timeline %d, which branched from timeline %d (its archived history file), not %d", t, parent, n.TLI)
-	case n.Kind != segname.Partial && n.TLI != t:
+	case n.Kind == segname.History && n.TLI != t:
 		return fmt.Errorf("it may write only timeline %d, and %s is of timeline %d", t, n, n.TLI)
+	case n.TLI > t:
+		return fmt.Errorf("it may write only timeline %d (and files left over from earlier ones), and %s is of timeline %d", t, n, n.TLI)
 	}
 	return nil
 }
