@@ -88,23 +88,27 @@ func ParseHistory(tli uint32, content []byte) ([]HistoryEntry, error) {
 		if len(raw) > historyLineMax {
 			return bad("longer than the %d bytes PostgreSQL reads as one line", historyLineMax)
 		}
-		t := strings.TrimLeft(line, " \t\r\v\f")
+		// Fields as sscanf("%u\t%X/%X") finds them: separated by C's
+		// isspace, which is ASCII only (a UTF-8 no-break space is no
+		// separator to PostgreSQL, so it must not be one here either).
+		t := strings.TrimLeft(line, cSpace)
 		if t == "" || t[0] == '#' {
 			continue
 		}
-		f := strings.Fields(t)
-		parent, err := strconv.ParseUint(f[0], 10, 32)
+		first, rest := cutCField(t)
+		parent, err := strconv.ParseUint(first, 10, 32)
 		if err != nil {
 			return bad("expected a numeric parent timeline ID first")
 		}
-		if len(f) < 2 {
+		second, reason := cutCField(rest)
+		if second == "" {
 			return bad("expected a switch point (X/X) after the timeline ID")
 		}
-		lsn, ok := parseLSN(f[1])
+		lsn, ok := parseLSN(second)
 		if !ok {
-			return bad("expected a switch point (X/X) after the timeline ID, got %q", f[1])
+			return bad("expected a switch point (X/X) after the timeline ID, got %q", second)
 		}
-		e := HistoryEntry{Parent: uint32(parent), Switch: lsn, Reason: strings.TrimSpace(strings.Join(f[2:], " "))}
+		e := HistoryEntry{Parent: uint32(parent), Switch: lsn, Reason: strings.Trim(reason, cSpace)}
 		switch {
 		case e.Parent == 0:
 			return bad("timeline 0 does not exist")
@@ -121,6 +125,19 @@ func ParseHistory(tli uint32, content []byte) ([]HistoryEntry, error) {
 		return nil, fmt.Errorf("no parent timeline: PostgreSQL writes at least the line of the timeline %d branched from", tli)
 	}
 	return out, nil
+}
+
+// cSpace is what C's isspace accepts in PostgreSQL's history parsing.
+const cSpace = " \t\n\v\f\r"
+
+// cutCField returns the field at the start of s (up to C whitespace) and
+// the rest after the whitespace that follows it.
+func cutCField(s string) (field, rest string) {
+	s = strings.TrimLeft(s, cSpace)
+	if i := strings.IndexAny(s, cSpace); i >= 0 {
+		return s[:i], strings.TrimLeft(s[i:], cSpace)
+	}
+	return s, ""
 }
 
 // BackupHistory is what a backup history file (pg_backup_stop) records.

@@ -11,7 +11,7 @@ import (
 // whitespace is C isspace (ASCII only). A UTF-8 NBSP (or U+0085, U+2028,
 // U+3000 ...) between the fields is accepted here and is a FATAL
 // "syntax error in history file" there.
-func TestAttackHistoryUnicodeSpace(t *testing.T) {
+func TestHistoryFieldsAreCSeparated(t *testing.T) {
 	n := segname.Name{Kind: segname.History, TLI: 2}
 	for _, sep := range []string{"\u00a0", "\u0085", "\u2028", "\u3000"} {
 		content := []byte("1" + sep + "0/3000000\tno recovery target specified\n")
