@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/wal/segname"
 	"github.com/pgwarm/pgwarm/wal/walfile"
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 const rpSegSize = 1 << 20
@@ -31,14 +31,7 @@ func rpArchive(t *testing.T, names ...string) *Local {
 		}
 		var content []byte
 		if n.HasWALContent() {
-			content = make([]byte, rpSegSize)
-			binary.LittleEndian.PutUint16(content[0:], 0xD110)
-			binary.LittleEndian.PutUint16(content[2:], 0x0002)
-			binary.LittleEndian.PutUint32(content[4:], n.TLI)
-			binary.LittleEndian.PutUint64(content[8:], n.StartLSN(rpSegSize))
-			binary.LittleEndian.PutUint64(content[24:], 7000000000000000001)
-			binary.LittleEndian.PutUint32(content[32:], rpSegSize)
-			binary.LittleEndian.PutUint32(content[36:], 8192)
+			content = waltest.IdleSegment(n, rpSegSize, 7000000000000000001)
 		} else {
 			content = []byte("1\t0/3000000\tno recovery target specified\n")
 		}

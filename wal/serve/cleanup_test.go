@@ -3,7 +3,6 @@ package serve
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/pgwarm/pgwarm/wal/archive"
 	"github.com/pgwarm/pgwarm/wal/segname"
 	"github.com/pgwarm/pgwarm/wal/walfile"
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 func rpSeg(i int) string { return segname.FromSegNo(1, uint64(i), 1<<20).String() }
@@ -26,14 +26,7 @@ func rpArchiveWith(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	for i := 1; i <= n; i++ {
-		content := make([]byte, 1<<20)
-		binary.LittleEndian.PutUint16(content[0:], 0xD110)
-		binary.LittleEndian.PutUint16(content[2:], 0x0002)
-		binary.LittleEndian.PutUint32(content[4:], 1)
-		binary.LittleEndian.PutUint64(content[8:], uint64(i)<<20)
-		binary.LittleEndian.PutUint64(content[24:], 7000000000000000001)
-		binary.LittleEndian.PutUint32(content[32:], 1<<20)
-		binary.LittleEndian.PutUint32(content[36:], 8192)
+		content := waltest.IdleSegment(segname.FromSegNo(1, uint64(i), 1<<20), 1<<20, 7000000000000000001)
 		info, err := walfile.ParseLongHeader(content)
 		if err != nil {
 			t.Fatal(err)

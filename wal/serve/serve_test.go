@@ -3,7 +3,6 @@ package serve
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/pgwarm/pgwarm/wal/archive"
 	"github.com/pgwarm/pgwarm/wal/segname"
 	"github.com/pgwarm/pgwarm/wal/walfile"
+	"github.com/pgwarm/pgwarm/wal/waltest"
 )
 
 func TestParseRightsFile(t *testing.T) {
@@ -87,16 +87,7 @@ func segment(t *testing.T, name string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const size = 1 << 20
-	b := make([]byte, size)
-	binary.LittleEndian.PutUint16(b[0:], 0xD110)
-	binary.LittleEndian.PutUint16(b[2:], 0x0002)
-	binary.LittleEndian.PutUint32(b[4:], n.TLI)
-	binary.LittleEndian.PutUint64(b[8:], n.StartLSN(size))
-	binary.LittleEndian.PutUint64(b[24:], 7300000000000000001)
-	binary.LittleEndian.PutUint32(b[32:], size)
-	binary.LittleEndian.PutUint32(b[36:], 8192)
-	return b
+	return waltest.IdleSegment(n, 1<<20, 7300000000000000001)
 }
 
 // push runs one push request of content as name under rights.
