@@ -26,25 +26,3 @@ func HostConfig(inv *inventory.Inventory, h inventory.Host, timeout time.Duratio
 		ConnectTimeout: timeout,
 	}
 }
-
-// NewPool returns a pool over every inventory host, dialing each on first
-// use with the given connect timeout.
-func NewPool(inv *inventory.Inventory, timeout time.Duration) (*host.Pool, error) {
-	cfgs := make([]host.Config, 0, len(inv.Hosts))
-	for _, h := range inv.Hosts {
-		cfgs = append(cfgs, HostConfig(inv, h, timeout))
-	}
-	return host.NewPool(cfgs...)
-}
-
-// NewPoolWith is NewPool with a TCP connect timeout of their own for some
-// hosts (promote gives up sooner on an old primary that may be gone).
-func NewPoolWith(inv *inventory.Inventory, timeout time.Duration, dial map[string]time.Duration) (*host.Pool, error) {
-	cfgs := make([]host.Config, 0, len(inv.Hosts))
-	for _, h := range inv.Hosts {
-		cfg := HostConfig(inv, h, timeout)
-		cfg.DialTimeout = dial[h.Name]
-		cfgs = append(cfgs, cfg)
-	}
-	return host.NewPool(cfgs...)
-}
