@@ -104,6 +104,23 @@ func TestDesired(t *testing.T) {
 			t.Errorf("unknown timeline: %v", err)
 		}
 	})
+	t.Run("cluster from facts", func(t *testing.T) {
+		f := templates.File{Path: "/s", NeedsClusters: []string{"pg1"},
+			Content: []byte("restore_command = 'pgwarm-wal restore " + templates.ClusterPlaceholder("pg1") + " %f %p'\n")}
+		st := &State{Facts: map[string]facts.Facts{"pg1": {DataDir: &facts.DataDir{State: facts.DataDirInitialised, SystemID: "7713065586891178360", WALSegSize: 16 << 20}}}}
+		got, err := Desired(f, nil, st.keys())
+		if err != nil || string(got) != "restore_command = 'pgwarm-wal restore --system-identifier 7713065586891178360 --segment-size 16777216 %f %p'\n" {
+			t.Errorf("got %q, %v", got, err)
+		}
+		// pg_controldata unread, or what it printed not a cluster: no
+		// restore_command that names no cluster is written.
+		for _, dd := range []*facts.DataDir{nil, {SystemID: "7713065586891178360"}, {SystemID: "77'; x", WALSegSize: 16 << 20}, {SystemID: "1", WALSegSize: 3 << 20}} {
+			st := &State{Facts: map[string]facts.Facts{"pg1": {DataDir: dd}}}
+			if _, err := Desired(f, nil, st.keys()); err == nil || !strings.Contains(err.Error(), "of pg1's cluster are not known") {
+				t.Errorf("%+v: %v", dd, err)
+			}
+		}
+	})
 	t.Run("damaged block refused", func(t *testing.T) {
 		f := templates.File{Path: "/h", Block: "replication", Content: []byte("x\n")}
 		if _, err := Desired(f, []byte("# BEGIN pgwarm replication\nno end\n"), keys); err == nil {

@@ -18,9 +18,10 @@ import (
 
 // Desired is the whole content a managed file must have, given what is on
 // the host now (existing, nil when absent) and the keys apply collected:
-// keys maps templates.KeyPlaceholder/HostKeyPlaceholder (and
-// TimelinePlaceholder/NextTimelinePlaceholder, from facts) strings to
-// their values. Block files keep everything outside their block. Pure.
+// keys maps templates.KeyPlaceholder/HostKeyPlaceholder (and, from facts,
+// TimelinePlaceholder/NextTimelinePlaceholder and ClusterPlaceholder)
+// strings to their values. Block files keep everything outside their
+// block. Pure.
 func Desired(f templates.File, existing []byte, keys map[string]string) ([]byte, error) {
 	if f.SecretMissing {
 		return nil, fmt.Errorf("%s: the environment variable %s is not set", f.Path, f.SecretEnv)
@@ -50,6 +51,17 @@ func Desired(f templates.File, existing []byte, keys map[string]string) ([]byte,
 			}
 			content = bytes.ReplaceAll(content, []byte(ph), []byte(v))
 		}
+	}
+	for _, h := range f.NeedsClusters {
+		ph := templates.ClusterPlaceholder(h)
+		if !bytes.Contains(content, []byte(ph)) {
+			continue
+		}
+		v, ok := keys[ph]
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%s: the system identifier and WAL segment size of %s's cluster are not known (pg_controldata could not be read there), and restore_command names them; run pgwarm apply again once %s answers", f.Path, h, h)
+		}
+		content = bytes.ReplaceAll(content, []byte(ph), []byte(v))
 	}
 	if f.Block == "" {
 		return content, nil
@@ -147,6 +159,12 @@ func ensureDir(ctx context.Context, s *State, h host.Host, f templates.File) (bo
 	return true, nil
 }
 
+// Content is f as it must be written now: Desired with the placeholder
+// values apply knows (for a whole file, not a block).
+func (s *State) Content(f templates.File) ([]byte, error) {
+	return Desired(f, nil, s.keys())
+}
+
 // keys returns the placeholder values collected so far.
 func (s *State) keys() map[string]string {
 	s.mu.Lock()
@@ -161,6 +179,11 @@ func (s *State) keys() map[string]string {
 	for h, f := range s.Facts {
 		for ph, v := range templates.TimelineValues(h, f.DataDir.CurrentTimeline()) {
 			m[ph] = v
+		}
+		if dd := f.DataDir; dd != nil {
+			for ph, v := range templates.ClusterValues(h, dd.SystemID, dd.WALSegSize) {
+				m[ph] = v
+			}
 		}
 	}
 	return m

@@ -433,7 +433,11 @@ func writeSettings(ctx context.Context, inv *inventory.Inventory, st *apply.Stat
 	file := inv.Paths().SettingsFile
 	for _, f := range st.Rendered.ForHost(h.Name(), st.Facts[h.Name()].Systemd) {
 		if f.Path == file {
-			return h.WriteFile(ctx, f.Path, f.Content, f.Mode.Perm(), f.Owner)
+			content, err := st.Content(f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", h.Name(), err)
+			}
+			return h.WriteFile(ctx, f.Path, content, f.Mode.Perm(), f.Owner)
 		}
 	}
 	return fmt.Errorf("%s: no rendered %s", h.Name(), file)

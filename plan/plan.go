@@ -478,7 +478,8 @@ func archOrUnknown(a string) string {
 // Resolve returns rf's content with the placeholders filled from facts:
 // {{key:HOST}} with the public half of HOST's generated key, {{hostkey:HOST}}
 // with HOST's SSH host key, {{timeline:HOST}} and {{nexttimeline:HOST}}
-// with HOST's current timeline and the one after. unknown reports a placeholder that facts could
+// with HOST's current timeline and the one after, {{cluster:HOST}} with
+// the restore flags naming HOST's cluster. unknown reports a placeholder that facts could
 // not fill (the key does not exist yet); it is left in place. apply fills
 // the same placeholders the same way once the keys exist.
 func Resolve(rf templates.File, all map[string]facts.Facts) (content string, unknown bool) {
@@ -509,6 +510,18 @@ func Resolve(rf templates.File, all map[string]facts.Facts) (content string, unk
 			}
 		}
 	}
+	for _, n := range rf.NeedsClusters {
+		ph := templates.ClusterPlaceholder(n)
+		var vals map[string]string
+		if dd := all[n].DataDir; dd != nil {
+			vals = templates.ClusterValues(n, dd.SystemID, dd.WALSegSize)
+		}
+		if v, ok := vals[ph]; ok {
+			content = strings.ReplaceAll(content, ph, v)
+		} else if strings.Contains(content, ph) {
+			unknown = true
+		}
+	}
 	return content, unknown
 }
 
@@ -533,7 +546,7 @@ func sameOutsidePlaceholders(before, after string) bool {
 	}
 	for i := range al {
 		if strings.Contains(al[i], "{{key:") || strings.Contains(al[i], "{{hostkey:") || strings.Contains(al[i], "{{secret:") ||
-			strings.Contains(al[i], "{{timeline:") || strings.Contains(al[i], "{{nexttimeline:") {
+			strings.Contains(al[i], "{{timeline:") || strings.Contains(al[i], "{{nexttimeline:") || strings.Contains(al[i], "{{cluster:") {
 			continue
 		}
 		if al[i] != bl[i] {

@@ -548,6 +548,10 @@ func shellWords(s string) ([]string, error) {
 // one argv, the helper and sub first, PostgreSQL's placeholders last and
 // nowhere else, and every flag's value the one the inventory gives.
 func (c *checker) helperCommand(h inventory.Host, name, cmd, sub string, placeholders ...string) {
+	// The primary's cluster, as plan and apply fill it in; a placeholder
+	// naming any other host stays and is refused as unquoted.
+	prim := c.inv.Primary().Name
+	cmd = strings.ReplaceAll(cmd, ClusterPlaceholder(prim), ClusterValues(prim, stubSysID, stubSegSize)[ClusterPlaceholder(prim)])
 	argv, err := shellWords(cmd)
 	if err != nil {
 		c.errorf("%s %q: %v", name, cmd, err)
@@ -566,6 +570,12 @@ func (c *checker) helperCommand(h inventory.Host, name, cmd, sub string, placeho
 	c.helperArgv(h, name, argv[:n], sub)
 }
 
+// The cluster helperCommand fills in for the primary's placeholder.
+const (
+	stubSysID   = "7000000000000000001"
+	stubSegSize = 16 << 20
+)
+
 // helperArgv checks a pgwarm-wal argv (without PostgreSQL's placeholders).
 func (c *checker) helperArgv(h inventory.Host, what string, argv []string, sub string) {
 	inv := c.inv
@@ -582,6 +592,9 @@ func (c *checker) helperArgv(h inventory.Host, what string, argv []string, sub s
 		"--compression":    inv.Archive.Compression,
 		"--root":           inv.Archive.Path,
 		"--rights":         ArchiveRightsPath(inv),
+		// Only where helperCommand filled in the primary's cluster.
+		"--system-identifier": stubSysID,
+		"--segment-size":      strconv.Itoa(stubSegSize),
 	}
 	if sub == "verify" {
 		want["--archive"] = inv.Archive.Path

@@ -49,6 +49,22 @@ func ArchiveRightsWatcher(next string) string { return ArchiveRightsStandby + ",
 func TimelinePlaceholder(host string) string     { return "{{timeline:" + host + "}}" }
 func NextTimelinePlaceholder(host string) string { return "{{nexttimeline:" + host + "}}" }
 
+// ClusterPlaceholder is replaced by plan and apply with the restore flags
+// that name host's database cluster (facts: DataDir.SystemID and
+// WALSegSize, from pg_controldata): a standby's restore trusts no archive
+// host for which cluster it restores, nor for how large a segment is.
+func ClusterPlaceholder(host string) string { return "{{cluster:" + host + "}}" }
+
+// ClusterValues is the value of host's cluster placeholder for the
+// cluster sysid (decimal) with segSize-byte segments; none when either is
+// unknown or not plausible.
+func ClusterValues(host, sysid string, segSize uint32) map[string]string {
+	if v, err := strconv.ParseUint(sysid, 10, 64); err != nil || v == 0 || segSize < 1<<20 || segSize > 1<<30 || segSize&(segSize-1) != 0 {
+		return nil
+	}
+	return map[string]string{ClusterPlaceholder(host): "--system-identifier " + sysid + " --segment-size " + strconv.FormatUint(uint64(segSize), 10)}
+}
+
 // TimelineValues are the values of host's timeline placeholders for its
 // current timeline tli; none when tli is unknown (0).
 func TimelineValues(host string, tli int) map[string]string {
@@ -73,8 +89,8 @@ func RenderArchiveRights(cluster, watcher string, grants []ArchiveGrant) string 
 	var b strings.Builder
 	b.WriteString("# pgwarm-wal serve rights of cluster " + cluster + "'s keys (authorized_keys: --as HOST), read at every\n" +
 		"# request, so a change applies to open connections at once; pgwarm promote rewrites it.\n" +
-		"# push@T adds segments and history of timeline T only; get reads them (and lists, verifies);\n" +
-		"# cleanup removes old ones.\n")
+		"# push@T adds files of timeline T (and earlier timelines' leftovers), never a later timeline's\n" +
+		"# or another timeline's history; get reads them (and lists, verifies); cleanup removes old ones.\n")
 	if watcher != "" {
 		b.WriteString("# " + watcher + " runs the DNS trigger and may promote itself: it may add the next timeline's files.\n")
 	}
@@ -276,6 +292,15 @@ func (r *renderer) header(h inventory.Host) header {
 	return header{Cluster: r.inv.Cluster, Host: h.Name, Role: string(h.Role), Version: r.inv.Postgres.Version.String()}
 }
 
+// restoresFor is whose cluster a standby's restore_command names (its
+// ClusterPlaceholder): the primary's; nothing for the primary itself.
+func (r *renderer) restoresFor(h inventory.Host) []string {
+	if h.Role != inventory.RoleStandby {
+		return nil
+	}
+	return []string{r.inv.Primary().Name}
+}
+
 func (r *renderer) postgresHost(h inventory.Host) {
 	inv := r.inv
 	p := inv.Paths()
@@ -302,6 +327,7 @@ func (r *renderer) postgresHost(h inventory.Host) {
 	}
 	r.add(h.Name, File{
 		Path: p.SettingsFile, Mode: 0o644, Owner: pgOwner, Kind: KindSettings,
+		NeedsClusters: r.restoresFor(h),
 		Content: r.exec(h.Name, "pgwarm.conf.tmpl", struct {
 			header
 			Notes    []string
@@ -331,6 +357,7 @@ func (r *renderer) postgresHost(h inventory.Host) {
 		} else {
 			r.add(h.Name, File{
 				Path: path.Join(p.DataDir, "recovery.conf"), Mode: 0o600, Owner: pgOwner, Kind: KindRecovery,
+				NeedsClusters: r.restoresFor(h),
 				Content: r.exec(h.Name, "recovery.conf.tmpl", struct {
 					header
 					Notes    []string

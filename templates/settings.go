@@ -157,7 +157,9 @@ const restorePrefetch = "8"
 func recoverySettings(inv *inventory.Inventory, h inventory.Host) []Setting {
 	v := inv.Postgres.Version
 	r := inv.Replication
-	restore := []string{"--linger", restoreLinger, "--prefetch", restorePrefetch, "--spool", shquote(path.Join(inv.Paths().StateDir, "prefetch"))}
+	// The cluster it restores for is the primary's (a standby not seeded
+	// yet is still another cluster): plan and apply fill it from facts.
+	restore := []string{ClusterPlaceholder(inv.Primary().Name), "--linger", restoreLinger, "--prefetch", restorePrefetch, "--spool", shquote(path.Join(inv.Paths().StateDir, "prefetch"))}
 	if !v.AtLeast(16) {
 		restore = append(restore, "--trigger", shquote(r.TriggerFile))
 	}

@@ -84,6 +84,9 @@ type File struct {
 	// NeedsTimelines lists hosts whose current timeline replaces
 	// {{timeline:HOST}} (and the next one {{nexttimeline:HOST}}) in Content.
 	NeedsTimelines []string
+	// NeedsClusters lists hosts whose cluster (system identifier, WAL
+	// segment size) replaces {{cluster:HOST}} in Content.
+	NeedsClusters []string
 	// Reason is a short human description of why the file exists.
 	Reason string
 }

@@ -120,7 +120,7 @@ func TestSpoolFollowsNoLinks(t *testing.T) {
 	if err := os.Symlink(elsewhere, dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := p.fromSpool(n); ok {
+	if _, ok := p.fromSpool(n, archive.Cluster{}); ok {
 		t.Fatal("a hit from a linked spool")
 	}
 	p.fill(context.Background(), getOnly{file: []byte("spooled bytes")}, n, segSize)

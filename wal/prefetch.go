@@ -84,7 +84,7 @@ func realDir(dir string) bool {
 
 // fromSpool returns n's content from the spool when it is there and
 // intact, and drops every spooled file that is not ahead of n.
-func (p Prefetch) fromSpool(n segname.Name) ([]byte, bool) {
+func (p Prefetch) fromSpool(n segname.Name, c archive.Cluster) ([]byte, bool) {
 	dir := p.spoolDir()
 	if !realDir(dir) {
 		return nil, false
@@ -113,15 +113,27 @@ func (p Prefetch) fromSpool(n segname.Name) ([]byte, bool) {
 	if hit == nil {
 		return nil, false
 	}
-	content, err := decodeChecked(n, hit)
+	content, err := decodeChecked(n, hit, c)
 	if err != nil {
 		return nil, false // damaged in the spool: fetch it from the archive
 	}
 	return content, true
 }
 
-// fill fetches the Ahead segments after n (segSize bytes each) at once and
-// keeps those archived in the spool. Failures only cost the prefetch.
+// prefetchBudget bounds what the fetches ahead hold at once: each holds
+// one archived file until it is in the spool, up to one segment (stored
+// uncompressed, or sent so by a hostile archive host). 48 MiB is three
+// 16 MiB segments in flight; one at a time from 32 MiB segments up.
+const prefetchBudget = 48 << 20
+
+// prefetchParallel is how many fetches ahead run at once for segSize.
+func prefetchParallel(segSize uint32) int {
+	return max(1, prefetchBudget/int(segSize))
+}
+
+// fill fetches the Ahead segments after n (segSize bytes each),
+// prefetchParallel at a time, and keeps those archived in the spool.
+// Failures only cost the prefetch.
 func (p Prefetch) fill(ctx context.Context, a archive.Archive, n segname.Name, segSize uint32) {
 	if p.Ahead <= 0 || !segname.ValidSegSize(segSize) {
 		return
@@ -131,11 +143,14 @@ func (p Prefetch) fill(ctx context.Context, a archive.Archive, n segname.Name, s
 		return
 	}
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, prefetchParallel(segSize))
 	for i := 1; i <= p.Ahead; i++ {
 		next := segname.FromSegNo(n.TLI, n.SegNo(segSize)+uint64(i), segSize)
 		wg.Add(1)
+		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			// Spooled as fetched: fromSpool checks each file when it is
 			// asked for (it must, the spool is a plain directory), and a
 			// damaged one is fetched again and reported by that restore.

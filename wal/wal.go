@@ -67,20 +67,26 @@ func Ship(ctx context.Context, a archive.Archive, src, name string, c walfile.Co
 }
 
 // Fetch gets and fully checks one archived file, returning its content.
-func Fetch(ctx context.Context, a archive.Archive, n segname.Name, wait time.Duration) ([]byte, error) {
+// c is the cluster the caller restores for (zero fields: unknown).
+func Fetch(ctx context.Context, a archive.Archive, n segname.Name, wait time.Duration, c archive.Cluster) ([]byte, error) {
 	file, err := a.Get(ctx, n, wait)
 	if err != nil {
 		return nil, err
 	}
-	return decodeChecked(n, file)
+	return decodeChecked(n, file, c)
 }
 
-// decodeChecked decodes an archived file and checks it is n: what Fetch
-// does after the transfer.
-func decodeChecked(n segname.Name, file []byte) ([]byte, error) {
-	// The archive's segment size is checked where it is known: by Get on
-	// the archive's side (Local, or serve on the archive host).
-	content, h, err := archive.DecodeFor(n, file, 0)
+// decodeChecked decodes an archived file and checks it is n, of cluster c
+// where c is known: what Fetch does after the transfer. The archive's
+// binding is checked on the archive's side (Local, or serve on the archive
+// host); c is checked here because the archive host may be the one lying.
+func decodeChecked(n segname.Name, file []byte, c archive.Cluster) ([]byte, error) {
+	if h, err := walfile.UnmarshalHeader(file); err == nil {
+		if err := c.CheckHeader(n, h); err != nil {
+			return nil, err
+		}
+	}
+	content, h, err := archive.DecodeFor(n, file, c.SegSize)
 	if err != nil {
 		return nil, &archive.Error{Kind: archive.KindCorrupt, Err: err,
 			Msg: "refusing to hand a damaged file to PostgreSQL: " + err.Error() + " (restore it from another copy, or take a new base backup)"}
@@ -99,8 +105,12 @@ func decodeChecked(n segname.Name, file []byte) ([]byte, error) {
 	return content, nil
 }
 
-// WaitOptions turn restore into a pg_standby-like waiter, or let it linger.
-type WaitOptions struct {
+// RestoreOptions turn restore into a pg_standby-like waiter, or let it
+// linger, and name the cluster it restores for.
+type RestoreOptions struct {
+	// Cluster is this standby's own cluster (restore --system-identifier,
+	// --segment-size): WAL of another is refused, whatever the archive says.
+	Cluster archive.Cluster
 	Wait    bool
 	Trigger string
 	// Linger (without Wait): a segment that is not archived yet is waited
@@ -119,7 +129,7 @@ type WaitOptions struct {
 }
 
 // Restore is restore_command: fetch name, check it, write dest atomically.
-func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOptions) error {
+func Restore(ctx context.Context, a archive.Archive, name, dest string, w RestoreOptions) error {
 	n, err := ParseName(name)
 	if err != nil {
 		return err
@@ -130,7 +140,7 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 	if !w.Wait {
 		prefetch := w.Prefetch.Ahead > 0 && w.Prefetch.Spool != "" && n.Kind == segname.Segment
 		if prefetch {
-			if content, ok := w.Prefetch.fromSpool(n); ok {
+			if content, ok := w.Prefetch.fromSpool(n, w.Cluster); ok {
 				w.Prefetch.behind(n, uint32(len(content)), true)
 				return writeDest(ctx, dest, content)
 			}
@@ -142,9 +152,9 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 			watch = append(watch, w.Trigger)
 		}
 		if w.Linger > 0 && n.Kind == segname.Segment {
-			content, err = fetchUntilPromoted(ctx, a, n, w.Linger, watch)
+			content, err = fetchUntilPromoted(ctx, a, n, w.Linger, watch, w.Cluster)
 		} else {
-			content, err = Fetch(ctx, a, n, 0)
+			content, err = Fetch(ctx, a, n, 0, w.Cluster)
 		}
 		if err != nil {
 			return err
@@ -183,7 +193,7 @@ func Restore(ctx context.Context, a archive.Archive, name, dest string, w WaitOp
 		if triggered || !worth {
 			wait = 0
 		}
-		content, err := Fetch(ctx, a, n, wait)
+		content, err := Fetch(ctx, a, n, wait, w.Cluster)
 		if err == nil {
 			return writeDest(ctx, dest, content)
 		}
@@ -207,19 +217,19 @@ const promotePoll = 20 * time.Millisecond
 
 // fetchUntilPromoted is Fetch waiting up to linger, cut short when any of
 // the watched files appears: a promotion must not wait for the next segment.
-func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, linger time.Duration, watch []string) ([]byte, error) {
+func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, linger time.Duration, watch []string, c archive.Cluster) ([]byte, error) {
 	if f := firstExisting(watch); f != "" {
-		return fetchArchived(ctx, a, n, "not waiting for it, "+f+" exists (promotion requested)")
+		return fetchArchived(ctx, a, n, "not waiting for it, "+f+" exists (promotion requested)", c)
 	}
 	parent := ctx
 	promoted := errors.New("promotion requested")
 	ctx, cancel := CancelWhen(ctx, promotePoll, func() bool { return firstExisting(watch) != "" }, promoted)
 	defer cancel(nil)
-	content, err := Fetch(ctx, a, n, linger)
+	content, err := Fetch(ctx, a, n, linger, c)
 	if err != nil && errors.Is(context.Cause(ctx), promoted) {
 		// A segment that landed as the wait was cut short still counts: a
 		// fenced primary archives its last one before the promotion.
-		return fetchArchived(parent, a, n, "a promotion was requested: not waiting for it")
+		return fetchArchived(parent, a, n, "a promotion was requested: not waiting for it", c)
 	}
 	return content, err
 }
@@ -227,8 +237,8 @@ func fetchUntilPromoted(ctx context.Context, a archive.Archive, n segname.Name, 
 // fetchArchived is a restore during a promotion: PostgreSQL replays
 // everything it can still get before it ends recovery, so what is archived
 // is handed over and only the wait is off; why says so when n is not there.
-func fetchArchived(ctx context.Context, a archive.Archive, n segname.Name, why string) ([]byte, error) {
-	content, err := Fetch(ctx, a, n, 0)
+func fetchArchived(ctx context.Context, a archive.Archive, n segname.Name, why string, c archive.Cluster) ([]byte, error) {
+	content, err := Fetch(ctx, a, n, 0, c)
 	if archive.KindOf(err) == archive.KindNotFound {
 		return nil, archive.Errorf(archive.KindNotFound, "%s is not archived yet; %s", n, why)
 	}

@@ -152,11 +152,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 
 // openArchive opens --archive from the command or the global flags.
 func openArchive(c *cli.Context) (archive.Archive, error) {
+	return openArchiveFor(c, archive.Cluster{})
+}
+
+// openArchiveFor opens the archive for a reader of cluster (restore).
+func openArchiveFor(c *cli.Context, cluster archive.Cluster) (archive.Archive, error) {
 	url := c.String("archive")
 	if url == "" {
 		return nil, archive.Errorf(archive.KindBadInput, "--archive URL is required")
 	}
-	return archive.Open(url, archive.Options{RequireMarker: c.String("require-marker")})
+	return archive.Open(url, archive.Options{RequireMarker: c.String("require-marker"), Cluster: cluster})
 }
 
 func needArgs(c *cli.Context, names ...string) error {

@@ -108,6 +108,58 @@ type Report struct {
 // Options are the client-side settings common to all backends.
 type Options struct {
 	RequireMarker string // refuse to work unless ROOT/<marker> exists
+	// Cluster, when known, bounds what Get accepts from the archive
+	// before it is read: a segment of another size is refused at its
+	// header, whatever the archive (host) claims its binding is.
+	Cluster Cluster
+}
+
+// Cluster is the database cluster a reader restores for: its system
+// identifier and wal_segment_size, as pgwarm renders them into
+// restore_command from the primary's pg_controldata (--system-identifier,
+// --segment-size). The archive's own binding (pgwarm-archive.json) comes
+// from the archive host: a hostile one could bind it to 1 GiB segments or
+// to another cluster. A reader that knows its cluster trusts no archive
+// for it. Zero fields are unknown.
+type Cluster struct {
+	SysID   uint64
+	SegSize uint32
+}
+
+// CheckHeader refuses the header h of n when it describes WAL of another
+// cluster than c: another system identifier or segment size.
+func (c Cluster) CheckHeader(n segname.Name, h walfile.Header) error {
+	if !n.HasWALContent() {
+		return nil
+	}
+	if c.SysID != 0 && h.SysID != c.SysID {
+		return Errorf(KindForeign, "refusing %s: it is WAL of database cluster %d, but this standby restores for cluster %d; it is not this cluster's WAL (find out how it got into the archive, and move it out)", n, h.SysID, c.SysID)
+	}
+	if c.SegSize != 0 && h.SegSize != c.SegSize {
+		return Errorf(KindForeign, "refusing %s: its header says %d-byte WAL segments, but this cluster's are %d bytes; it is not this cluster's WAL", n, h.SegSize, c.SegSize)
+	}
+	return nil
+}
+
+// ParseCluster reads --system-identifier and --segment-size as given
+// (either may be empty: unknown).
+func ParseCluster(sysid, segSize string) (Cluster, error) {
+	var c Cluster
+	if sysid != "" {
+		v, err := strconv.ParseUint(sysid, 10, 64)
+		if err != nil || v == 0 {
+			return c, Errorf(KindBadInput, "--system-identifier %q: want the decimal number pg_controldata prints as \"Database system identifier\"", sysid)
+		}
+		c.SysID = v
+	}
+	if segSize != "" {
+		v, err := strconv.ParseUint(segSize, 10, 32)
+		if err != nil || !segname.ValidSegSize(uint32(v)) {
+			return c, Errorf(KindBadInput, "--segment-size %q: want wal_segment_size in bytes, a power of two from 1 MiB to 1 GiB (pg_controldata: \"Bytes per WAL segment\")", segSize)
+		}
+		c.SegSize = uint32(v)
+	}
+	return c, nil
 }
 
 // Open parses an archive URL: an absolute path, file:///path, or

@@ -298,7 +298,7 @@ func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) 
 		if err != nil {
 			return nil, err
 		}
-		b, bh, err := readArchived(l.path(name), name, func() (uint32, error) { return m.SegSizeOrZero(), nil })
+		b, bh, err := readArchived(l.path(name), name, func() (uint32, error) { return l.readBound(m), nil })
 		if err == nil && name.HasWALContent() {
 			err = l.checkBinding(name, bh, m)
 		}
@@ -336,6 +336,16 @@ func claimsContentOf(name segname.Name, oh, h walfile.Header, file []byte) bool 
 	}
 	sum, _, err := SumFor(name, file, h.SegSize)
 	return err == nil && sum == oh.SHA256
+}
+
+// readBound is the segment size a file Get reads may have: the archive's
+// binding, or the reader's own cluster's (Options.Cluster) when the
+// archive is not bound yet; 0 when neither is known.
+func (l *Local) readBound(m *Meta) uint32 {
+	if s := m.SegSizeOrZero(); s != 0 {
+		return s
+	}
+	return l.opt.Cluster.SegSize
 }
 
 // segSize is the archive's wal_segment_size, 0 when it is not bound yet.

@@ -209,6 +209,12 @@ const maxSmallFrame = 1 << 20
 // allocated: no frame makes the reader hold more than one file of the
 // size its name allows. Other frames (an Err frame) are small.
 func ReadFileFrame(r io.Reader, n segname.Name, segSize uint32) (byte, []byte, error) {
+	return readFileFrame(r, n, segSize, Cluster{})
+}
+
+// readFileFrame is ReadFileFrame for a reader of cluster c: a file of
+// another cluster is refused at its header, before its body is read.
+func readFileFrame(r io.Reader, n segname.Name, segSize uint32, c Cluster) (byte, []byte, error) {
 	var fh [5]byte
 	if _, err := io.ReadFull(r, fh[:]); err != nil {
 		return 0, nil, err
@@ -230,6 +236,9 @@ func ReadFileFrame(r io.Reader, n segname.Name, segSize uint32) (byte, []byte, e
 	}
 	h, err := walfile.UnmarshalHeader(hb)
 	if err == nil {
+		if ferr := c.CheckHeader(n, h); ferr != nil {
+			return 0, nil, ferr
+		}
 		err = CheckSize(n, h, segSize)
 	}
 	if err == nil && uint64(size) > MaxFileSize(h) {

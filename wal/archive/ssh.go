@@ -30,6 +30,9 @@ type SSH struct {
 	root   string
 	marker string
 	target string // for messages
+	// cluster bounds every file a get accepts (Options.Cluster): the
+	// archive host is not trusted for its segment size.
+	cluster Cluster
 }
 
 func newSSH(u *url.URL, opt Options) (*SSH, error) {
@@ -55,7 +58,7 @@ func newSSH(u *url.URL, opt Options) (*SSH, error) {
 		dest = u.User.Username() + "@" + dest
 	}
 	argv = append(argv, dest)
-	return &SSH{argv: argv, root: root, marker: opt.RequireMarker, target: u.Host}, nil
+	return &SSH{argv: argv, root: root, marker: opt.RequireMarker, target: u.Host, cluster: opt.Cluster}, nil
 }
 
 // sshBinary is ssh from PATH, or from the standard directories when PATH is
@@ -75,6 +78,17 @@ func sshBinary() string {
 }
 
 func (s *SSH) Close() error { return nil }
+
+// maxTrailing is how much may follow an answer's frame before the ssh
+// process is killed: ssh's own messages go to stderr, so honestly nothing.
+const maxTrailing = 64 << 10
+
+// drainTrailing reads what follows a frame until EOF, and reports whether
+// there was more than maxTrailing of it.
+func drainTrailing(r io.Reader) bool {
+	n, _ := io.CopyN(io.Discard, r, maxTrailing+1)
+	return n > maxTrailing
+}
 
 // call runs one operation and returns the Ok payload.
 func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error) {
@@ -120,12 +134,19 @@ func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error
 		var payload []byte
 		var err error
 		if req.Op == "get" {
-			// An archived file: bounded by its name before it is read.
-			typ, payload, err = ReadFileFrame(bufio.NewReader(stdout), req.Name, 0)
+			// An archived file: bounded by its name, and by our cluster's
+			// segment size when we know it, before it is read.
+			typ, payload, err = readFileFrame(bufio.NewReader(stdout), req.Name, s.cluster.SegSize, s.cluster)
 		} else {
 			typ, payload, err = ReadFrame(bufio.NewReader(stdout))
 		}
-		io.Copy(io.Discard, stdout)
+		// The far end says nothing after its one frame. A refused frame's
+		// body, or anything else that follows, is not read to its end: a
+		// hostile archive host could send without end, and restore would
+		// never return. The ssh process is killed instead.
+		if err != nil || drainTrailing(stdout) {
+			cmd.Process.Kill()
+		}
 		got <- answer{typ, payload, err}
 	}()
 	var a answer
@@ -142,8 +163,8 @@ func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if KindOf(rerr) == KindCorrupt {
-			return nil, Errorf(KindCorrupt, "%w (from the archive host %s)", rerr, s.target)
+		if k := KindOf(rerr); k == KindCorrupt || k == KindForeign {
+			return nil, Errorf(k, "%w (from the archive host %s)", rerr, s.target)
 		}
 		why := lastLine(stderr.String())
 		if why == "" && werr != nil {
