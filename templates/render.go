@@ -59,10 +59,11 @@ func ClusterPlaceholder(host string) string { return "{{cluster:" + host + "}}" 
 // cluster sysid (decimal) with segSize-byte segments; none when either is
 // unknown or not plausible.
 func ClusterValues(host, sysid string, segSize uint32) map[string]string {
-	if v, err := strconv.ParseUint(sysid, 10, 64); err != nil || v == 0 || segSize < 1<<20 || segSize > 1<<30 || segSize&(segSize-1) != 0 {
+	v, err := strconv.ParseUint(sysid, 10, 64)
+	if err != nil || v == 0 || segSize < 1<<20 || segSize > 1<<30 || segSize&(segSize-1) != 0 {
 		return nil
 	}
-	return map[string]string{ClusterPlaceholder(host): "--system-identifier " + sysid + " --segment-size " + strconv.FormatUint(uint64(segSize), 10)}
+	return map[string]string{ClusterPlaceholder(host): "--system-identifier " + strconv.FormatUint(v, 10) + " --segment-size " + strconv.FormatUint(uint64(segSize), 10)}
 }
 
 // TimelineValues are the values of host's timeline placeholders for its

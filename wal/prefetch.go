@@ -126,6 +126,10 @@ func (p Prefetch) fromSpool(n segname.Name, c archive.Cluster) ([]byte, bool) {
 // 16 MiB segments in flight; one at a time from 32 MiB segments up.
 const prefetchBudget = 48 << 20
 
+// prefetchDeadline bounds all the fetches ahead of one restore; what is
+// not in the spool by then is fetched when PostgreSQL asks for it.
+var prefetchDeadline = 20 * time.Second
+
 // prefetchParallel is how many fetches ahead run at once for segSize.
 func prefetchParallel(segSize uint32) int {
 	return max(1, prefetchBudget/int(segSize))
@@ -142,12 +146,19 @@ func (p Prefetch) fill(ctx context.Context, a archive.Archive, n segname.Name, s
 	if !ok {
 		return
 	}
+	// restore exits only after the fetches ahead: a slow or stalled
+	// archive must not hold PostgreSQL's restore_command for long.
+	ctx, cancel := context.WithTimeout(ctx, prefetchDeadline)
+	defer cancel()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, prefetchParallel(segSize))
 	for i := 1; i <= p.Ahead; i++ {
 		next := segname.FromSegNo(n.TLI, n.SegNo(segSize)+uint64(i), segSize)
-		wg.Add(1)
 		slots <- struct{}{}
+		if ctx.Err() != nil {
+			break // past the deadline: PostgreSQL asks for the rest itself
+		}
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()

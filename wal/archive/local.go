@@ -203,7 +203,7 @@ func checkText(name segname.Name, file []byte) error {
 // archive untouched. done=false means nothing is there. Contents are
 // compared by their sha256, computed as they stream by: neither is held.
 func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte) (done bool, err error) {
-	old, oh, err := readArchived(l.path(name), name, func() (uint32, error) { return h.SegSize, nil })
+	old, oh, err := readArchived(l.path(name), name, func(walfile.Header) (uint32, error) { return h.SegSize, nil })
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -253,7 +253,7 @@ func (l *Local) compareExisting(name segname.Name, h walfile.Header, file []byte
 // allows (MaxFileSize), so no damaged or planted file makes a reader
 // allocate more than one file of the size its name allows. h is the
 // header whenever it could be read; a refusal wraps walfile.ErrCorrupt.
-func readArchived(path string, name segname.Name, segSize func() (uint32, error)) (file []byte, h walfile.Header, err error) {
+func readArchived(path string, name segname.Name, segSize func(walfile.Header) (uint32, error)) (file []byte, h walfile.Header, err error) {
 	f, size, err := OpenRegular(path) // no link, FIFO or device is read
 	if err != nil {
 		return nil, h, err
@@ -266,7 +266,7 @@ func readArchived(path string, name segname.Name, segSize func() (uint32, error)
 	if h, err = walfile.UnmarshalHeader(hb); err != nil {
 		return nil, h, err
 	}
-	ss, err := segSize()
+	ss, err := segSize(h)
 	if err != nil {
 		return nil, h, err
 	}
@@ -298,7 +298,14 @@ func (l *Local) Get(ctx context.Context, name segname.Name, wait time.Duration) 
 		if err != nil {
 			return nil, err
 		}
-		b, bh, err := readArchived(l.path(name), name, func() (uint32, error) { return l.readBound(m), nil })
+		b, bh, err := readArchived(l.path(name), name, func(h walfile.Header) (uint32, error) {
+			// The reader's own cluster first (restore): refused at the
+			// header, whatever the archive's binding file says.
+			if err := l.opt.Cluster.CheckHeader(name, h); err != nil {
+				return 0, err
+			}
+			return l.readBound(m), nil
+		})
 		if err == nil && name.HasWALContent() {
 			err = l.checkBinding(name, bh, m)
 		}
@@ -338,14 +345,14 @@ func claimsContentOf(name segname.Name, oh, h walfile.Header, file []byte) bool 
 	return err == nil && sum == oh.SHA256
 }
 
-// readBound is the segment size a file Get reads may have: the archive's
-// binding, or the reader's own cluster's (Options.Cluster) when the
-// archive is not bound yet; 0 when neither is known.
+// readBound is the segment size a file Get reads may have: the reader's
+// own cluster's (Options.Cluster, restore) when it knows it, else the
+// archive's binding; 0 when neither is known.
 func (l *Local) readBound(m *Meta) uint32 {
-	if s := m.SegSizeOrZero(); s != 0 {
+	if s := l.opt.Cluster.SegSize; s != 0 {
 		return s
 	}
-	return l.opt.Cluster.SegSize
+	return m.SegSizeOrZero()
 }
 
 // segSize is the archive's wal_segment_size, 0 when it is not bound yet.
@@ -478,7 +485,7 @@ func (l *Local) Verify(ctx context.Context) (Report, error) {
 			return Report{}, err
 		}
 		segSize := ls.Meta.SegSizeOrZero()
-		b, _, err := readArchived(filepath.Join(l.walDir(), e.Name), e.Parsed, func() (uint32, error) { return segSize, nil })
+		b, _, err := readArchived(filepath.Join(l.walDir(), e.Name), e.Parsed, func(walfile.Header) (uint32, error) { return segSize, nil })
 		if KindOf(err) == KindForeign { // replaced by a link or FIFO since List
 			files = append(files, VerifiedFile{Name: e.Parsed, Err: err})
 			continue

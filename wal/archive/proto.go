@@ -182,13 +182,19 @@ func WriteFrame(w io.Writer, typ byte, payload []byte) error {
 
 // ReadFrame reads one frame.
 func ReadFrame(r io.Reader) (byte, []byte, error) {
+	return readFrameLimit(r, maxFrame)
+}
+
+// readFrameLimit reads one frame of at most limit bytes, refused before
+// anything of its length is allocated.
+func readFrameLimit(r io.Reader, limit uint32) (byte, []byte, error) {
 	var h [5]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(h[1:])
-	if n > maxFrame {
-		return 0, nil, fmt.Errorf("frame of %d bytes is larger than any WAL file", n)
+	if n > limit {
+		return 0, nil, &Error{Kind: KindCorrupt, Msg: fmt.Sprintf("an answer of %d bytes, more than such an answer can be (%d)", n, limit)}
 	}
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {

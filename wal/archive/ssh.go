@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgwarm/pgwarm/wal/segname"
@@ -90,10 +91,116 @@ func drainTrailing(r io.Reader) bool {
 	return n > maxTrailing
 }
 
+// A hostile or hung archive host must not hold a call forever: PostgreSQL
+// waits for restore_command (a promotion too), and for archive_command.
+// silentFor is how long a call may go without a byte either way (beyond
+// the wait a get asks for): the far end of a get or push answers within
+// seconds; listing or verifying a large archive reads every file first.
+// An answer is followed at once by the end of the stream and of ssh:
+// answerGrace after it, the ssh process is killed.
+var (
+	silentFor = map[string]time.Duration{"get": 30 * time.Second, "push": 30 * time.Second,
+		"cleanup": 2 * time.Minute, "list": 10 * time.Minute, "verify": time.Hour}
+	answerGrace = 5 * time.Second
+)
+
+// answerLimit bounds an answer that carries no archived file: a listing
+// (about 200 bytes a file: 32 MiB is some 160,000 files), a verify report,
+// an error or a cleanup result.
+var answerLimit = map[string]uint32{"list": 32 << 20, "verify": 16 << 20}
+
+const defaultAnswerLimit = 1 << 20
+
+// errSilent and errAnswered end a call's context: the far end said nothing
+// for too long, or it has answered and must go.
+var (
+	errSilent   = errors.New("the archive host sent nothing")
+	errAnswered = errors.New("answered")
+)
+
+// watchdog cancels a call that is silent for longer than limit, or that
+// goes on after its answer's grace.
+type watchdog struct {
+	mu     sync.Mutex
+	last   time.Time
+	until  time.Time // zero: no deadline yet
+	limit  time.Duration
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+func startWatchdog(limit time.Duration, cancel context.CancelCauseFunc) *watchdog {
+	w := &watchdog{last: time.Now(), limit: limit, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.done:
+				return
+			case now := <-t.C:
+				w.mu.Lock()
+				silent, over := now.Sub(w.last) > w.limit, !w.until.IsZero() && now.After(w.until)
+				w.mu.Unlock()
+				switch {
+				case over:
+					cancel(errAnswered)
+					return
+				case silent:
+					cancel(errSilent)
+					return
+				}
+			}
+		}
+	}()
+	return w
+}
+
+func (w *watchdog) touch() {
+	w.mu.Lock()
+	w.last = time.Now()
+	w.mu.Unlock()
+}
+
+// answered starts the grace after the answer.
+func (w *watchdog) answered() {
+	w.mu.Lock()
+	w.until = time.Now().Add(answerGrace)
+	w.mu.Unlock()
+}
+
+func (w *watchdog) stop() { close(w.done) }
+
+// touching counts every read or write as a sign of life.
+type touching struct {
+	r io.Reader
+	w io.Writer
+	d *watchdog
+}
+
+func (t touching) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.d.touch()
+	}
+	return n, err
+}
+
+func (t touching) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if n > 0 {
+		t.d.touch()
+	}
+	return n, err
+}
+
 // call runs one operation and returns the Ok payload.
 func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error) {
 	req.Root = s.root
 	args := append(append([]string{}, s.argv[1:]...), req.String())
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	cmd := exec.CommandContext(ctx, s.argv[0], args...)
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
@@ -109,11 +216,17 @@ func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error
 	if err := cmd.Start(); err != nil {
 		return nil, Errorf(KindUnreachable, "cannot run %s: %w", s.argv[0], err)
 	}
+	silent := silentFor[req.Op]
+	if silent == 0 {
+		silent = 30 * time.Second
+	}
+	wd := startWatchdog(req.Wait+silent, cancel)
+	defer wd.stop()
 	writeErr := make(chan error, 1)
 	go func() {
 		var err error
 		if data != nil {
-			err = WriteFrame(stdin, FrameData, data)
+			err = WriteFrame(touching{w: stdin, d: wd}, FrameData, data)
 		}
 		stdin.Close()
 		writeErr <- err
@@ -133,35 +246,44 @@ func (s *SSH) call(ctx context.Context, req Request, data []byte) ([]byte, error
 		var typ byte
 		var payload []byte
 		var err error
+		r := bufio.NewReader(touching{r: stdout, d: wd})
 		if req.Op == "get" {
 			// An archived file: bounded by its name, and by our cluster's
 			// segment size when we know it, before it is read.
-			typ, payload, err = readFileFrame(bufio.NewReader(stdout), req.Name, s.cluster.SegSize, s.cluster)
+			typ, payload, err = readFileFrame(r, req.Name, s.cluster.SegSize, s.cluster)
 		} else {
-			typ, payload, err = ReadFrame(bufio.NewReader(stdout))
+			limit := answerLimit[req.Op]
+			if limit == 0 {
+				limit = defaultAnswerLimit
+			}
+			typ, payload, err = readFrameLimit(r, limit)
 		}
+		got <- answer{typ, payload, err}
 		// The far end says nothing after its one frame. A refused frame's
 		// body, or anything else that follows, is not read to its end: a
 		// hostile archive host could send without end, and restore would
 		// never return. The ssh process is killed instead.
-		if err != nil || drainTrailing(stdout) {
-			cmd.Process.Kill()
+		if err != nil || drainTrailing(r) {
+			cancel(errAnswered)
 		}
-		got <- answer{typ, payload, err}
 	}()
 	var a answer
 	select {
 	case a = <-got:
+		wd.answered()
 	case <-ctx.Done():
 		go cmd.Wait() // reaps ssh (killed by the context); closes the pipes after WaitDelay
-		return nil, ctx.Err()
+		if errors.Is(context.Cause(ctx), errSilent) && parent.Err() == nil {
+			return nil, Errorf(KindUnreachable, "the archive host %s sent nothing for %s; gave up (is it hung, or overloaded?)", s.target, req.Wait+silent)
+		}
+		return nil, parent.Err()
 	}
 	typ, payload, rerr := a.typ, a.payload, a.err
-	werr := cmd.Wait()
+	werr := cmd.Wait() // killed by the watchdog if ssh lingers past answerGrace
 	<-writeErr
 	if rerr != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if parent.Err() != nil {
+			return nil, parent.Err()
 		}
 		if k := KindOf(rerr); k == KindCorrupt || k == KindForeign {
 			return nil, Errorf(k, "%w (from the archive host %s)", rerr, s.target)
