@@ -2,13 +2,16 @@ package templates
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,6 +136,26 @@ func Render(inv *inventory.Inventory) (Rendered, error) {
 		opts.Overrides = os.DirFS(inv.TemplatesDir)
 	}
 	return RenderWith(inv, opts)
+}
+
+// OverridesHash is the digest of what dir (a templates_dir) overrides:
+// each built-in template's name and the sha256 of the file that replaces
+// it there. A saved plan records it, so that a template changed between
+// plan and apply makes the plan stale; other files in dir do not count.
+func OverridesHash(dir string) (string, error) {
+	h := sha256.New()
+	for _, n := range Names() {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("templates_dir: %w", err)
+		}
+		sum := sha256.Sum256(b)
+		fmt.Fprintf(h, "%s %x\n", n, sum)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // secretPlaceholder stands in for a secret whose variable is unset.

@@ -63,7 +63,7 @@ func testInventory(t *testing.T) (inv, planFile string) {
 		t.Fatal(err)
 	}
 	planFile = filepath.Join(dir, "saved.plan")
-	if err := plan.Save(planFile, plan.Plan{FormatVersion: plan.FormatVersion}); err != nil {
+	if err := plan.Save(planFile, plan.Plan{FormatVersion: plan.FormatVersion, Inventory: plan.Source{Path: inv}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PGWARM_REPLICATION_PASSWORD", "test password")
