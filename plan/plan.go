@@ -43,18 +43,19 @@ const Masked = "(sensitive value)"
 
 // Plan is the whole preview. It is what --json prints and --out saves.
 type Plan struct {
-	FormatVersion int        `json:"format_version"`
-	PgwarmVersion string     `json:"pgwarm_version"`
-	Inventory     Source     `json:"inventory"`
+	FormatVersion int    `json:"format_version"`
+	PgwarmVersion string `json:"pgwarm_version"`
+	Inventory     Source `json:"inventory"`
 	// TemplatesDir is the inventory's templates_dir (its files' digest,
-	// TreeHash), when it has one: a changed override is a changed plan.
+	// templates.OverridesHash), when it has one: a changed override is a
+	// changed plan.
 	TemplatesDir *Source `json:"templates_dir,omitempty"`
 	// Helpers maps an architecture to the sha256 of the pgwarm-wal binary
 	// apply would install there.
-	Helpers map[string]string `json:"helpers,omitempty"`
-	Limit   []string          `json:"limit,omitempty"`
-	Hosts         []HostPlan `json:"hosts"`
-	Warnings      []string   `json:"warnings,omitempty"`
+	Helpers  map[string]string `json:"helpers,omitempty"`
+	Limit    []string          `json:"limit,omitempty"`
+	Hosts    []HostPlan        `json:"hosts"`
+	Warnings []string          `json:"warnings,omitempty"`
 }
 
 // Source identifies the inventory a plan was made from.
