@@ -20,6 +20,7 @@ import (
 	"unicode"
 
 	"github.com/Masterminds/sprig/v3"
+	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 )
 
@@ -212,7 +213,7 @@ func dedupSorted(in []string) []string {
 func funcs() template.FuncMap {
 	f := sprig.HermeticTxtFuncMap()
 	f["pgquote"] = pgquote
-	f["shquote"] = shquote
+	f["shquote"] = host.Quote
 	return f
 }
 
@@ -550,7 +551,7 @@ func (r *renderer) dnsTrigger(h inventory.Host) {
 			Cluster, Host, Name, Target, Primary, PrimaryAddress, User, Script, RecoveryFile, PgIsready, Psql, PrimaryConninfo, Promote string
 			Port                                                                                                                        int
 		}{inv.Cluster, h.Name, dns.Name, dnsTarget(dns.Target), primary.Name, primary.Address, inv.Replication.User, script, recoveryFile,
-			shquote(path.Join(p.BinDir, "pg_isready")), shquote(path.Join(p.BinDir, "psql")), primaryConninfo(inv, h, "postgres"),
+			host.Quote(path.Join(p.BinDir, "pg_isready")), host.Quote(path.Join(p.BinDir, "psql")), primaryConninfo(inv, h, "postgres"),
 			promoteCommand(inv), inv.Postgres.Port}),
 		Reason: "the seed's DNS trigger: promote when " + dns.Name + " resolves to " + dns.Target,
 	})
@@ -681,7 +682,7 @@ func (r *renderer) archiveHost(h inventory.Host) {
 			}
 			grants = append(grants, ArchiveGrant{Host: c.Name, Rights: allow})
 			entries = append(entries, entry{
-				Command:     inventory.DefaultHelperPath + " serve --root " + shquote(a.Path) + " --rights " + shquote(rights) + " --as " + shquote(c.Name),
+				Command:     inventory.DefaultHelperPath + " serve --root " + host.Quote(a.Path) + " --rights " + host.Quote(rights) + " --as " + host.Quote(c.Name),
 				Placeholder: KeyPlaceholder(c.Name),
 			})
 			needs = append(needs, c.Name)
@@ -729,7 +730,7 @@ func (r *renderer) archiveHost(h inventory.Host) {
 		name:        "pgwarm-" + inv.Cluster + "-archive-verify",
 		description: "verify the WAL archive of cluster " + inv.Cluster + " daily",
 		user:        a.User,
-		command:     inventory.DefaultHelperPath + " verify --archive " + shquote(a.Path),
+		command:     inventory.DefaultHelperPath + " verify --archive " + host.Quote(a.Path),
 		cron:        "17 3 * * *",
 		timer:       []string{"OnCalendar=*-*-* 03:17:00", "Persistent=true"},
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/facts"
 	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/host/ssh"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/plan"
 	"github.com/urfave/cli/v2"
@@ -183,11 +184,11 @@ func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventor
 	return out, st, nil
 }
 
-// dialRun is host.DialRun (the probe as the connection's first command),
+// dialRun is ssh.DialRun (the probe as the connection's first command),
 // or dial then Run when a test dials.
-func dialRun(ctx context.Context, dial dialFunc, cfg host.Config, cmd host.Cmd) (host.Host, host.Result, error) {
+func dialRun(ctx context.Context, dial dialFunc, cfg ssh.Config, cmd host.Cmd) (host.Host, host.Result, error) {
 	if dial == nil {
-		return host.DialRun(ctx, cfg, cmd)
+		return ssh.DialRun(ctx, cfg, cmd)
 	}
 	h, err := dial(ctx, cfg)
 	if err != nil {
