@@ -5,7 +5,7 @@ LAB       := examples/lab/lab.sh
 LAB_SUITE ?= bookworm
 export LAB_SUITE
 
-.PHONY: all build test test-unit test-hostile test-lab test-e2e test-matrix lab-up lab-down demo vet bench-wal bench-plan bench-ops clean
+.PHONY: all build lint test test-unit test-hostile test-lab test-e2e test-matrix lab-up lab-down demo vet bench-wal bench-plan bench-ops clean
 
 all: build
 
@@ -14,6 +14,17 @@ build:
 
 vet:
 	$(GO) vet ./...
+
+# Lint, before the tests in CI: formatting, vet, staticcheck (pinned in
+# go.mod as a tool: go tool staticcheck) and shellcheck (Debian's package;
+# warnings and errors) on the project's shell scripts.
+SHELL_SCRIPTS := .ci/run $(wildcard examples/lab/*.sh bench/*/run.sh)
+lint: vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) tool staticcheck ./...
+	@command -v shellcheck >/dev/null || { echo "lint: shellcheck is not installed (apt-get install shellcheck)"; exit 1; }
+	shellcheck -S warning $(SHELL_SCRIPTS)
 
 # Unit tests: seconds, no Docker.
 test-unit: vet

@@ -13,6 +13,7 @@ import (
 	"github.com/pgwarm/pgwarm/facts"
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/plan"
 	"github.com/pgwarm/pgwarm/templates"
 )
 
@@ -199,7 +200,7 @@ func TestSeedReason(t *testing.T) {
 		{"another major", &facts.DataDir{State: facts.DataDirInitialised, Version: "13", SystemID: "42"}, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := SeedReason(tc.dd, "15", "42", tc.incomplete) != ""; got != tc.seed {
+			if got := plan.SeedReason(&inventory.Inventory{Postgres: inventory.Postgres{Version: 150000}}, tc.dd, "42", tc.incomplete) != ""; got != tc.seed {
 				t.Errorf("seed = %v, want %v", got, tc.seed)
 			}
 		})

@@ -104,12 +104,16 @@ func ensureFile(ctx context.Context, s *State, h host.Host, f templates.File) (b
 			return false, nil
 		}
 	}
+	if err := s.checkObserved(h.Name(), f.Path, existing, exists); err != nil {
+		return false, err
+	}
 	if err := mkdirParent(ctx, h, f.Path); err != nil {
 		return false, err
 	}
 	if err := h.WriteFile(ctx, f.Path, want, f.Mode.Perm(), f.Owner); err != nil {
 		return false, err
 	}
+	s.wrote(h.Name(), f.Path, want)
 	action := "created"
 	if exists {
 		action = "updated"
@@ -125,6 +129,62 @@ func ensureFile(ctx context.Context, s *State, h host.Host, f templates.File) (b
 		s.Out.Hostf(h.Name(), "%s %s (sha256 %s)", action, f.Path, shortHash(want))
 	}
 	return true, nil
+}
+
+// checkObserved refuses to write path on host when what is there now
+// (existing; exists false: nothing) is not what the plan observed: the host
+// changed after the plan was made (or checked fresh), and the operator
+// approved a change of what was there then. Secret files carry no digest
+// in the plan (CheckFresh compares them at the start); a data directory
+// replaced by a seed in this run holds the base backup's files.
+func (s *State) checkObserved(hostName, p string, existing []byte, exists bool) error {
+	s.mu.Lock()
+	fp, ok := s.observed[hostName][p]
+	seeded := s.seeded[hostName]
+	s.mu.Unlock()
+	if !ok || (seeded && strings.HasPrefix(p, s.Paths.DataDir+"/")) {
+		return nil
+	}
+	was, _, _ := strings.Cut(fp, " ")
+	now := "absent"
+	switch {
+	case fp == "absent", strings.HasPrefix(fp, "sha256:"):
+		if exists {
+			now = "sha256:" + plan.Hash(existing)
+		}
+	case strings.HasPrefix(fp, "sha256-masked:"):
+		if exists {
+			now = "sha256-masked:" + plan.Hash([]byte(plan.MaskSecrets("", string(existing))))
+		}
+	default:
+		return nil
+	}
+	if now == was {
+		return nil
+	}
+	return fmt.Errorf("%s: %s changed since the plan observed it (%s then, %s now); it was not written: run pgwarm plan again to see the change", hostName, p, shortFingerprint(was), shortFingerprint(now))
+}
+
+// wrote records that apply wrote content to path on host: a later write of
+// the same path in this run compares with that.
+func (s *State) wrote(hostName, p string, content []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.observed[hostName]; ok && !strings.HasPrefix(m[p], "secret") {
+		if plan.HasSecret("", string(content)) {
+			m[p] = "sha256-masked:" + plan.Hash([]byte(plan.MaskSecrets("", string(content))))
+		} else {
+			m[p] = "sha256:" + plan.Hash(content)
+		}
+	}
+}
+
+func shortFingerprint(fp string) string {
+	kind, h, ok := strings.Cut(fp, ":")
+	if ok && len(h) > 12 {
+		return kind + ":" + h[:12]
+	}
+	return fp
 }
 
 func shortHash(b []byte) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/pgwarm/pgwarm/facts"
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/plan"
 	"github.com/pgwarm/pgwarm/templates"
 )
 
@@ -35,6 +36,12 @@ type archivingProofStep struct{}
 
 func (archivingProofStep) Title() string {
 	return "primary: prove archiving works (force a WAL switch, wait for the segment in the archive)"
+}
+
+// ShouldRun: the proof forces a WAL switch on the primary; a plan of
+// standbys only leaves the primary and the archive as they are.
+func (archivingProofStep) ShouldRun(s *State) bool {
+	return s.inPlan(s.Inv.Primary().Name) || s.inPlan(s.Inv.Archive.Host)
 }
 
 func (archivingProofStep) Run(ctx context.Context, s *State) error {
@@ -124,40 +131,12 @@ func (standbyPrepareStep) Title() string {
 }
 
 func (standbyPrepareStep) Run(ctx context.Context, s *State) error {
-	for _, sb := range s.Inv.Standbys() {
+	for _, sb := range s.planned(s.Inv.Standbys()) {
 		if err := pgHostFiles(ctx, s, sb.Name, func(f templates.File) bool { return !s.inDataDir(f) }); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// SeedReason says why a standby's data directory must be (re)made from a
-// base backup, or "" when it already holds a copy of the primary. It is the
-// plan's rule (the plan shows the operator what will be destroyed) plus
-// one of apply's own: incomplete, an earlier seed did not finish, so the
-// directory holds a partial copy. Pure.
-func SeedReason(dd *facts.DataDir, version, primarySysID string, incomplete bool) string {
-	if dd == nil {
-		return ""
-	}
-	if incomplete {
-		return "an earlier seed did not finish"
-	}
-	switch dd.State {
-	case facts.DataDirAbsent, facts.DataDirEmpty:
-		return "the data directory is " + string(dd.State)
-	case facts.DataDirOther:
-		return "the data directory holds no PostgreSQL cluster"
-	case facts.DataDirInitialised:
-		switch {
-		case dd.Version != version:
-			return "the data directory holds PostgreSQL " + dd.Version
-		case dd.SystemID != primarySysID:
-			return fmt.Sprintf("the data directory holds another cluster (system identifier %q, the primary's is %s)", dd.SystemID, primarySysID)
-		}
-	}
-	return ""
 }
 
 type standbySeedStep struct{}
@@ -166,12 +145,12 @@ func (standbySeedStep) Title() string {
 	return "standby: stop and seed from a base backup of the primary"
 }
 
-func seedMarker(s *State) string { return path.Join(s.Paths.StateDir, "seed.incomplete") }
+func seedMarker(s *State) string { return plan.SeedMarker(s.Inv) }
 func seedPID(s *State) string    { return path.Join(s.Paths.StateDir, "seed.pid") }
 
 func (standbySeedStep) Run(ctx context.Context, s *State) error {
 	prim := s.Inv.Primary()
-	for _, sb := range s.Inv.Standbys() {
+	for _, sb := range s.planned(s.Inv.Standbys()) {
 		h := s.host(sb.Name)
 		f, err := facts.Gather(ctx, h, FactsRequest(s.Inv, sb))
 		if err != nil {
@@ -179,12 +158,15 @@ func (standbySeedStep) Run(ctx context.Context, s *State) error {
 		}
 		st, err := h.Stat(ctx, seedMarker(s))
 		incomplete := err == nil && !st.IsDir
-		why := SeedReason(f.DataDir, s.Inv.Postgres.Version.String(), s.Facts[prim.Name].DataDir.SystemID, incomplete)
+		why := plan.SeedReason(s.Inv, f.DataDir, s.Facts[prim.Name].DataDir.SystemID, incomplete)
 		if why == "" {
 			s.Out.Hostf(sb.Name, "already seeded from %s (system identifier %s)", prim.Name, f.DataDir.SystemID)
 			continue
 		}
 		s.Out.Hostf(sb.Name, "seeding: %s", why)
+		s.mu.Lock()
+		s.seeded[sb.Name] = true // the data directory's files are the base backup's from here on
+		s.mu.Unlock()
 		if err := seed(ctx, s, h, f); err != nil {
 			return err
 		}
@@ -278,7 +260,7 @@ func (standbyConfigStep) Title() string {
 }
 
 func (standbyConfigStep) Run(ctx context.Context, s *State) error {
-	for _, sb := range s.Inv.Standbys() {
+	for _, sb := range s.planned(s.Inv.Standbys()) {
 		if err := ConfigureStandby(ctx, s, sb.Name, func(templates.File) bool { return true }); err != nil {
 			return err
 		}
@@ -360,7 +342,7 @@ func (standbyVerifyStep) Title() string {
 }
 
 func (standbyVerifyStep) Run(ctx context.Context, s *State) error {
-	for _, sb := range s.Inv.Standbys() {
+	for _, sb := range s.planned(s.Inv.Standbys()) {
 		if err := verifyReplay(ctx, s, sb); err != nil {
 			return err
 		}

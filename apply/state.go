@@ -2,6 +2,7 @@ package apply
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"github.com/pgwarm/pgwarm/facts"
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/plan"
 	"github.com/pgwarm/pgwarm/templates"
 )
 
@@ -30,6 +32,11 @@ type Options struct {
 	PidAlive func(pid int) bool
 	// LocalHost is this machine's host name (the lock's holder host).
 	LocalHost string
+	// Plan is the plan the operator was shown (saved, or made by apply
+	// and confirmed): apply changes only its hosts, and refuses to write
+	// a file that changed on its host since the plan observed it. nil:
+	// every host, no plan to hold to (rebuild, promote).
+	Plan *plan.Plan
 }
 
 // State is what the steps share during one run.
@@ -48,15 +55,48 @@ type State struct {
 	changed  map[string]bool   // host -> PostgreSQL configuration written this run
 	switched map[string]string // primary -> last segment proved in the archive
 	lockHeld string            // the lock content we wrote, for release
+	// observed: host -> path -> the plan's fingerprint of that path
+	// (plan.Observe), updated as apply writes; nil without a plan.
+	observed map[string]map[string]string
+	seeded   map[string]bool // host -> its data directory was replaced this run
 }
 
 // NewState prepares a run. hosts must hold a connection for every host in
 // the inventory, facts the probe of every host.
 func NewState(inv *inventory.Inventory, r templates.Rendered, hosts map[string]host.Host, f map[string]facts.Facts, opts Options, out *Printer) *State {
-	return &State{
+	s := &State{
 		Inv: inv, Paths: inv.Paths(), Rendered: r, Hosts: hosts, Facts: f, Opts: opts, Out: out,
 		pubKeys: map[string]string{}, hostKeys: map[string]string{}, changed: map[string]bool{}, switched: map[string]string{},
+		seeded: map[string]bool{},
 	}
+	if opts.Plan != nil {
+		s.observed = map[string]map[string]string{}
+		for _, hp := range opts.Plan.Hosts {
+			s.observed[hp.Name] = maps.Clone(hp.Observed)
+		}
+	}
+	return s
+}
+
+// inPlan reports whether apply may change host name: it is one of the
+// plan's hosts (every host without a plan).
+func (s *State) inPlan(name string) bool {
+	if s.Opts.Plan == nil {
+		return true
+	}
+	_, ok := s.observed[name]
+	return ok
+}
+
+// planned returns the hosts of list apply may change, in list's order.
+func (s *State) planned(list []inventory.Host) []inventory.Host {
+	var out []inventory.Host
+	for _, h := range list {
+		if s.inPlan(h.Name) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func (s *State) host(name string) host.Host { return s.Hosts[name] }

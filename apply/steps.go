@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
+	"github.com/pgwarm/pgwarm/plan"
 	"github.com/pgwarm/pgwarm/templates"
 )
 
@@ -55,7 +56,10 @@ func (preflightStep) Run(ctx context.Context, s *State) error {
 	prim := s.Inv.Primary()
 	pf := s.Facts[prim.Name]
 	for _, h := range s.Inv.PostgresHosts() {
-		f := s.Facts[h.Name]
+		f, probed := s.Facts[h.Name]
+		if !probed {
+			continue // outside a limited plan: apply does not touch it
+		}
 		if !hasMajor(f.Postgres, s.Inv.Postgres.Version.String()) {
 			errs = append(errs, fmt.Errorf("%s: PostgreSQL %s is not installed", h.Name, s.Inv.Postgres.Version))
 		}
@@ -100,7 +104,7 @@ func (helperStep) Title() string { return "install pgwarm-wal on every host (che
 
 func (helperStep) Run(ctx context.Context, s *State) error {
 	var list []host.Host
-	for _, h := range s.Inv.Hosts {
+	for _, h := range s.planned(s.Inv.Hosts) {
 		list = append(list, s.host(h.Name))
 	}
 	return host.Parallel(ctx, 0, list, func(ctx context.Context, h host.Host) error {
@@ -165,6 +169,17 @@ func (keysStep) ShouldRun(s *State) bool { return s.Inv.Archive.Transport == inv
 
 func (keysStep) Run(ctx context.Context, s *State) error {
 	for _, ih := range s.Inv.PostgresHosts() {
+		if !s.inPlan(ih.Name) {
+			// Not this plan's to generate: the archive host's
+			// authorized_keys gets the key the host has (plan refuses a
+			// limited plan that needs a key not made yet).
+			if pub := plan.PublicKey(s.Facts[ih.Name]); pub != "" {
+				s.mu.Lock()
+				s.pubKeys[ih.Name] = pub
+				s.mu.Unlock()
+			}
+			continue
+		}
 		h := s.host(ih.Name)
 		keys := s.filesFor(ih.Name, func(f templates.File) bool { return f.Kind == templates.KindSSHKey })
 		for _, k := range keys {
@@ -248,6 +263,8 @@ type archiveStep struct{}
 func (archiveStep) Title() string {
 	return "archive host: account, archive directory, marker, authorized_keys or exports"
 }
+
+func (archiveStep) ShouldRun(s *State) bool { return s.inPlan(s.Inv.Archive.Host) }
 
 func (archiveStep) Run(ctx context.Context, s *State) error {
 	ah := s.Inv.ArchiveHost()
@@ -342,6 +359,8 @@ func (primaryFilesStep) Title() string {
 	return "primary: managed settings, pg_hba, .pgpass, ssh config and known_hosts for the archive"
 }
 
+func (primaryFilesStep) ShouldRun(s *State) bool { return s.inPlan(s.Inv.Primary().Name) }
+
 func (primaryFilesStep) Run(ctx context.Context, s *State) error {
 	return pgHostFiles(ctx, s, s.Inv.Primary().Name, func(templates.File) bool { return true })
 }
@@ -394,6 +413,8 @@ func ensureMounted(ctx context.Context, s *State, h host.Host) error {
 type primaryRoleStep struct{}
 
 func (primaryRoleStep) Title() string { return "primary: replication role (and slots for streaming)" }
+
+func (primaryRoleStep) ShouldRun(s *State) bool { return s.inPlan(s.Inv.Primary().Name) }
 
 func (primaryRoleStep) Run(ctx context.Context, s *State) error {
 	prim := s.Inv.Primary().Name
@@ -500,6 +521,8 @@ type primaryReloadStep struct{}
 func (primaryReloadStep) Title() string {
 	return "primary: reload, or restart when pg_settings.pending_restart says so"
 }
+
+func (primaryReloadStep) ShouldRun(s *State) bool { return s.inPlan(s.Inv.Primary().Name) }
 
 func (primaryReloadStep) Run(ctx context.Context, s *State) error {
 	return reloadOrRestart(ctx, s, s.Inv.Primary().Name)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -128,6 +129,82 @@ func TestLabApplyInterrupted(t *testing.T) {
 	e.replicates("after-kill")
 	if got := e.mustSQL("pg2", "SELECT count(*) FROM pgbench_accounts"); got != "2000000" {
 		t.Errorf("pg2: pgbench_accounts has %s rows, want 2000000", got)
+	}
+	e.planClean()
+	limitedPlanBinds(t, e)
+}
+
+// limitedPlanBinds: a plan of pg2 alone, applied from its file (no -i),
+// changes pg2 only, though pg1 and the archive host have drifted too; a
+// saved plan edited by hand, or applied with another inventory, is refused
+// with nothing changed.
+func limitedPlanBinds(t *testing.T, e *env) {
+	conf := fmt.Sprintf("/etc/postgresql/%d/main/pgwarm.conf", e.lab.PGVersion)
+	cron := "/etc/cron.d/pgwarm-main-archive-verify"
+	drift := map[string]string{"pg1": conf, "pg2": conf, "arch": cron}
+	for h, f := range drift {
+		e.docker("exec", e.lab.Containers[h], "sh", "-c", "echo '# drifted by hand' >> "+f)
+	}
+	drifted := func(h string) bool {
+		out := e.docker("exec", e.lab.Containers[h], "sh", "-c", "grep -c 'drifted by hand' "+drift[h]+" || true")
+		return strings.TrimSpace(out) != "0"
+	}
+	dir := t.TempDir()
+	limited := filepath.Join(dir, "pg2.plan")
+	if r := e.pgwarm("plan", "-i", e.inv, "--limit", "pg2", "--out", limited); r.code != 0 || !strings.Contains(r.out, "pg2") || strings.Contains(r.out, "pg1 (primary") {
+		t.Fatalf("plan --limit pg2: exit %d:\n%s", r.code, r.out)
+	}
+	// The plan names its inventory: apply needs no -i, and refuses another.
+	other := filepath.Join(dir, "other.yaml")
+	if err := os.WriteFile(other, []byte(e.inventory()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.pgwarm("apply", "-i", other, limited); r.code != 1 || !strings.Contains(r.out, "was made from the inventory") {
+		t.Fatalf("apply with another -i: exit %d:\n%s", r.code, r.out)
+	}
+	r := e.pgwarm("apply", limited)
+	if r.code != 0 || !strings.Contains(r.out, "applying it to pg2 only") {
+		t.Fatalf("apply of the limited plan: exit %d:\n%s", r.code, r.out)
+	}
+	for _, line := range strings.Split(r.out, "\n") {
+		if strings.HasPrefix(line, "pg1: ") && !strings.HasPrefix(line, "pg1: lock ") || strings.HasPrefix(line, "arch: ") {
+			t.Errorf("the limited apply acted on another host: %q", line)
+		}
+	}
+	if drifted("pg2") {
+		t.Error("pg2's drift is still there after apply of its plan")
+	}
+	if !drifted("pg1") || !drifted("arch") {
+		t.Error("the limited apply changed pg1 or arch")
+	}
+
+	// Edited by hand: a host removed from a plan of every host.
+	full := filepath.Join(dir, "full.plan")
+	if r := e.pgwarm("plan", "-i", e.inv, "--out", full); r.code != 0 {
+		t.Fatalf("plan --out: exit %d:\n%s", r.code, r.out)
+	}
+	b, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	hosts := p["hosts"].([]any)
+	p["hosts"] = hosts[1:] // pg1 gone
+	b, _ = json.Marshal(p)
+	if err := os.WriteFile(full, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.pgwarm("apply", full); r.code != 1 || !strings.Contains(r.out, "pg1: missing from the saved plan") {
+		t.Fatalf("an edited plan: exit %d:\n%s", r.code, r.out)
+	}
+	if !drifted("pg1") || !drifted("arch") {
+		t.Error("a refused plan changed pg1 or arch")
+	}
+	if r := e.pgwarm("apply", "-i", e.inv, "--auto-approve"); r.code != 0 {
+		t.Fatalf("apply: exit %d:\n%s", r.code, r.out)
 	}
 	e.planClean()
 }

@@ -151,7 +151,7 @@ func (f *Fake) Run(ctx context.Context, cmd Cmd) (Result, error) {
 		return Result{}, f.err("run", errors.New("connection closed"))
 	}
 	if h == nil && hc == nil {
-		return Result{}, f.err("run", fmt.Errorf("fake host has no handler for %s", shortCmd(cmd.Command)))
+		return Result{}, f.err("run", fmt.Errorf("fake host has no handler for %s", ShortCmd(cmd.Command)))
 	}
 	if cmd.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -159,7 +159,7 @@ func (f *Fake) Run(ctx context.Context, cmd Cmd) (Result, error) {
 		defer cancel()
 	}
 	if err := ctx.Err(); err != nil {
-		return Result{}, f.err("run", cmdError(cmd.Command, err, cmd.Timeout))
+		return Result{}, f.err("run", CmdError(cmd.Command, err, cmd.Timeout))
 	}
 	type answer struct {
 		res Result
@@ -185,7 +185,7 @@ func (f *Fake) Run(ctx context.Context, cmd Cmd) (Result, error) {
 		}
 		return a.res, a.err
 	case <-ctx.Done():
-		return Result{ExitCode: -1}, f.err("run", cmdError(cmd.Command, ctx.Err(), cmd.Timeout))
+		return Result{ExitCode: -1}, f.err("run", CmdError(cmd.Command, ctx.Err(), cmd.Timeout))
 	}
 }
 
@@ -205,14 +205,14 @@ func (f *Fake) RunStream(ctx context.Context, cmd Cmd, stdin io.Reader, stdout i
 		if stdin != nil {
 			in, err := io.ReadAll(stdin)
 			if err != nil {
-				return Result{}, f.err("run", fmt.Errorf("%s: stdin: %w", shortCmd(cmd.Command), err))
+				return Result{}, f.err("run", fmt.Errorf("%s: stdin: %w", ShortCmd(cmd.Command), err))
 			}
 			cmd.Stdin = in
 		}
 		res, err := f.Run(ctx, cmd)
 		if len(res.Stdout) > 0 {
 			if _, werr := stdout.Write(res.Stdout); werr != nil && err == nil {
-				err = f.err("run", fmt.Errorf("%s: stdout: %w", shortCmd(cmd.Command), werr))
+				err = f.err("run", fmt.Errorf("%s: stdout: %w", ShortCmd(cmd.Command), werr))
 			}
 		}
 		res.Stdout = nil
@@ -231,12 +231,12 @@ func (f *Fake) RunStream(ctx context.Context, cmd Cmd, stdin io.Reader, stdout i
 		defer cancel()
 	}
 	if err := ctx.Err(); err != nil {
-		return Result{}, f.err("run", cmdError(cmd.Command, err, cmd.Timeout))
+		return Result{}, f.err("run", CmdError(cmd.Command, err, cmd.Timeout))
 	}
 	res, err := sh(ctx, cmd, stdin, stdout)
 	res.Stdout = nil
 	if ctx.Err() != nil {
-		return Result{ExitCode: -1, Stderr: res.Stderr}, f.err("run", cmdError(cmd.Command, ctx.Err(), cmd.Timeout))
+		return Result{ExitCode: -1, Stderr: res.Stderr}, f.err("run", CmdError(cmd.Command, ctx.Err(), cmd.Timeout))
 	}
 	if err != nil {
 		var he *Error
@@ -248,7 +248,7 @@ func (f *Fake) RunStream(ctx context.Context, cmd Cmd, stdin io.Reader, stdout i
 }
 
 func (f *Fake) lookup(op, p string) (*fakeFile, error) {
-	if err := checkPath(p); err != nil {
+	if err := CheckPath(p); err != nil {
 		return nil, f.err(op, err)
 	}
 	if f.closed {
@@ -279,10 +279,10 @@ func (f *Fake) WriteFile(ctx context.Context, p string, data []byte, mode fs.Fil
 }
 
 func (f *Fake) write(op, p string, data []byte, mode fs.FileMode, owner string) error {
-	if err := checkPath(p); err != nil {
+	if err := CheckPath(p); err != nil {
 		return f.err(op, err)
 	}
-	if err := checkOwner(owner); err != nil {
+	if err := CheckOwner(owner); err != nil {
 		return f.err(op, fmt.Errorf("%s: %w", p, err))
 	}
 	f.mu.Lock()
@@ -364,6 +364,4 @@ func (f *Fake) Close() error {
 }
 
 var _ Host = (*Fake)(nil)
-var _ Host = (*sshHost)(nil)
 var _ Streamer = (*Fake)(nil)
-var _ Streamer = (*sshHost)(nil)

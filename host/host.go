@@ -135,12 +135,13 @@ func CheckRun(ctx context.Context, h Host, cmd Cmd) (Result, error) {
 		return res, err
 	}
 	if !res.OK() {
-		return res, &Error{Host: h.Name(), Op: "run", Err: fmt.Errorf("%q exited %d: %s", cmd.Command, res.ExitCode, firstLine(res.Stderr))}
+		return res, &Error{Host: h.Name(), Op: "run", Err: fmt.Errorf("%q exited %d: %s", cmd.Command, res.ExitCode, FirstLine(res.Stderr))}
 	}
 	return res, nil
 }
 
-func firstLine(b []byte) string {
+// FirstLine is the first line of b, for a one-line message.
+func FirstLine(b []byte) string {
 	for i, c := range b {
 		if c == '\n' {
 			return string(b[:i])

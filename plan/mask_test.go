@@ -164,7 +164,7 @@ func TestPasswordOnHostMasked(t *testing.T) {
 	other := strings.Replace(text, "host=pg9", "host=pg8", 1)
 	gi.Content, gi.SHA256 = &other, Hash([]byte(other))
 	g["pg1"].Files[path] = gi
-	if err := CheckFresh(p, in.InventoryHash, "test", g, in.Rendered); err == nil || !strings.Contains(err.Error(), path) {
+	if err := CheckFresh(p, inputNow(in, g, in.Rendered)); err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("a changed host line with a password was not noticed: %v", err)
 	}
 }
@@ -179,7 +179,7 @@ func TestCheckFreshSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	const pgpass = "/var/lib/postgresql/.pgpass"
-	if err := CheckFresh(p, in.InventoryHash, "test", in.Facts, in.Rendered); err != nil {
+	if err := CheckFresh(p, inputNow(in, in.Facts, in.Rendered)); err != nil {
 		t.Fatalf("unchanged: %v", err)
 	}
 	t.Run("host file changed", func(t *testing.T) {
@@ -187,7 +187,7 @@ func TestCheckFreshSecret(t *testing.T) {
 		fi := cur["pg2"].Files[pgpass]
 		fi.SHA256 = Hash([]byte("*:5432:*:replicator:other\n"))
 		cur["pg2"].Files[pgpass] = fi
-		err := CheckFresh(p, in.InventoryHash, "test", cur, in.Rendered)
+		err := CheckFresh(p, inputNow(in, cur, in.Rendered))
 		if err == nil || !strings.Contains(err.Error(), "pg2: "+pgpass+" changed") {
 			t.Errorf("got %v", err)
 		}
@@ -200,7 +200,7 @@ func TestCheckFreshSecret(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := CheckFresh(p, in.InventoryHash, "test", in.Facts, r); err == nil || !strings.Contains(err.Error(), pgpass) {
+		if err := CheckFresh(p, inputNow(in, in.Facts, r)); err == nil || !strings.Contains(err.Error(), pgpass) {
 			t.Errorf("got %v", err)
 		}
 	})
@@ -213,7 +213,7 @@ func TestCheckFreshSecret(t *testing.T) {
 				cur["pg1"].Files[path] = fi
 			}
 		}
-		if err := CheckFresh(p, in.InventoryHash, "test", cur, in.Rendered); err == nil {
+		if err := CheckFresh(p, inputNow(in, cur, in.Rendered)); err == nil {
 			t.Error("a regenerated key pair was not noticed")
 		}
 	})

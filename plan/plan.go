@@ -24,8 +24,9 @@ import (
 
 // FormatVersion is the version of the saved plan's JSON layout. 2: no
 // digest of a secret file (Observe), masked passwords, so a plan of
-// version 1 (which has them) is refused.
-const FormatVersion = 2
+// version 1 (which has them) is refused. 3: the templates directory and
+// the helper binaries it was made with are part of it.
+const FormatVersion = 3
 
 // Action is what a change does.
 type Action string
@@ -42,12 +43,19 @@ const Masked = "(sensitive value)"
 
 // Plan is the whole preview. It is what --json prints and --out saves.
 type Plan struct {
-	FormatVersion int        `json:"format_version"`
-	PgwarmVersion string     `json:"pgwarm_version"`
-	Inventory     Source     `json:"inventory"`
-	Limit         []string   `json:"limit,omitempty"`
-	Hosts         []HostPlan `json:"hosts"`
-	Warnings      []string   `json:"warnings,omitempty"`
+	FormatVersion int    `json:"format_version"`
+	PgwarmVersion string `json:"pgwarm_version"`
+	Inventory     Source `json:"inventory"`
+	// TemplatesDir is the inventory's templates_dir (its files' digest,
+	// templates.OverridesHash), when it has one: a changed override is a
+	// changed plan.
+	TemplatesDir *Source `json:"templates_dir,omitempty"`
+	// Helpers maps an architecture to the sha256 of the pgwarm-wal binary
+	// apply would install there.
+	Helpers  map[string]string `json:"helpers,omitempty"`
+	Limit    []string          `json:"limit,omitempty"`
+	Hosts    []HostPlan        `json:"hosts"`
+	Warnings []string          `json:"warnings,omitempty"`
 }
 
 // Source identifies the inventory a plan was made from.
@@ -102,6 +110,7 @@ type Input struct {
 	Inventory     *inventory.Inventory
 	InventoryPath string
 	InventoryHash string // sha256 of the inventory file's bytes
+	TemplatesHash string // TreeHash of the inventory's templates_dir ("" without one)
 	Rendered      templates.Rendered
 	Facts         map[string]facts.Facts // by host name
 	// Helpers maps an architecture (facts.Facts.Arch) to the sha256 of the
@@ -168,17 +177,22 @@ func Selected(inv *inventory.Inventory, limit []string) ([]inventory.Host, error
 }
 
 // Probed returns the hosts whose facts a plan of the selected hosts needs:
-// the selected ones plus the primary (standbys are compared with it) and
-// the archive host (its host key and filesystem), in inventory order.
+// the selected ones plus the primary (standbys are compared with it), the
+// archive host (its host key and filesystem) and, when the archive host is
+// selected, every PostgreSQL host (their keys), in inventory order.
 func Probed(inv *inventory.Inventory, limit []string) ([]inventory.Host, error) {
 	sel, err := Selected(inv, limit)
 	if err != nil {
 		return nil, err
 	}
+	// The archive host's authorized_keys holds every PostgreSQL host's
+	// key: a plan of it reads them all.
+	archiveSelected := slices.ContainsFunc(sel, func(s inventory.Host) bool { return s.Name == inv.Archive.Host })
 	var out []inventory.Host
 	for _, h := range inv.Hosts {
 		if slices.ContainsFunc(sel, func(s inventory.Host) bool { return s.Name == h.Name }) ||
-			h.Role == inventory.RolePrimary || h.Name == inv.Archive.Host {
+			h.Role == inventory.RolePrimary || h.Name == inv.Archive.Host ||
+			(archiveSelected && h.IsPostgres() && inv.Archive.Transport == inventory.TransportSSH) {
 			out = append(out, h)
 		}
 	}
@@ -235,6 +249,9 @@ func Requests(inv *inventory.Inventory, r templates.Rendered, limit []string) (m
 			if h.Role == inventory.RoleStandby && inv.Replication.TriggerFile != "" {
 				add(inv.Replication.TriggerFile, false)
 			}
+			if h.Role == inventory.RoleStandby {
+				add(SeedMarker(inv), false) // a seed that did not finish
+			}
 		}
 		sort.Slice(req.Paths, func(i, j int) bool { return req.Paths[i].Path < req.Paths[j].Path })
 		out[h.Name] = req
@@ -256,22 +273,104 @@ func Compute(in Input) (Plan, error) {
 		FormatVersion: FormatVersion,
 		PgwarmVersion: in.Version,
 		Inventory:     Source{Path: in.InventoryPath, SHA256: in.InventoryHash},
+		Helpers:       in.Helpers,
 		Limit:         in.Limit,
 		Warnings:      in.Rendered.Warnings,
 	}
+	if in.Inventory.TemplatesDir != "" {
+		p.TemplatesDir = &Source{Path: in.Inventory.TemplatesDir, SHA256: in.TemplatesHash}
+	}
+	// Every probed host is planned: a limited plan must know whether the
+	// hosts its own hosts depend on are ready (limitNeeds).
+	probed, err := Probed(in.Inventory, in.Limit)
+	if err != nil {
+		return Plan{}, err
+	}
 	var errs []error
-	for _, h := range sel {
+	all := map[string]HostPlan{}
+	for _, h := range probed {
 		hp, err := hostPlan(in, h)
 		if err != nil {
-			errs = append(errs, err)
+			if slices.ContainsFunc(sel, func(s inventory.Host) bool { return s.Name == h.Name }) {
+				errs = append(errs, err)
+			}
 			continue
 		}
-		p.Hosts = append(p.Hosts, hp)
+		all[h.Name] = hp
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Plan{}, err
 	}
+	for _, h := range sel {
+		p.Hosts = append(p.Hosts, all[h.Name])
+	}
+	if len(in.Limit) > 0 {
+		if err := limitNeeds(in, sel, all); err != nil {
+			return Plan{}, err
+		}
+	}
 	return p, nil
+}
+
+// limitNeeds refuses a limited plan whose hosts' changes cannot be made
+// without a host it leaves out: a seed needs the primary (its pg_hba, its
+// replication role, its archiving) and the archive host ready; a new key
+// must reach the archive host's authorized_keys; the archive host's
+// authorized_keys needs every key, and a key not generated yet is made by
+// its own host. One line per need, naming both hosts.
+func limitNeeds(in Input, sel []inventory.Host, all map[string]HostPlan) error {
+	inv := in.Inventory
+	chosen := map[string]bool{}
+	for _, h := range sel {
+		chosen[h.Name] = true
+	}
+	pending := func(name string) []string {
+		var what []string
+		for _, c := range all[name].Changes {
+			if c.Path != "" && c.Action != Run {
+				what = append(what, string(c.Action)+" "+c.Path)
+			} else {
+				what = append(what, "! "+c.Subject)
+			}
+		}
+		return what
+	}
+	var errs []error
+	need := func(h inventory.Host, dep, why string) {
+		if chosen[dep] {
+			return
+		}
+		if p := pending(dep); len(p) > 0 {
+			if len(p) > 3 {
+				p = append(p[:3], fmt.Sprintf("%d more", len(p)-3))
+			}
+			errs = append(errs, fmt.Errorf("%s: %s, and %s has changes this plan leaves out (%s); plan with --limit %s,%s, or apply %s first",
+				h.Name, why, dep, strings.Join(p, "; "), strings.Join(in.Limit, ","), dep, dep))
+		}
+	}
+	prim, arch := inv.Primary().Name, inv.Archive.Host
+	for _, h := range sel {
+		for _, c := range all[h.Name].Changes {
+			switch {
+			case c.Action == Run && strings.HasPrefix(c.Subject, "seed "):
+				need(h, prim, "its seed is a base backup of "+prim+" (its pg_hba, replication role and archiving must be in place)")
+				need(h, arch, "its seed needs the archive on "+arch+" to accept and serve WAL")
+			case c.Action == Run && strings.HasPrefix(c.Subject, "generate SSH key") && inv.Archive.Transport == inventory.TransportSSH:
+				need(h, arch, "its new key must be authorized on the archive host "+arch)
+			}
+		}
+		seen := map[string]bool{}
+		for _, rf := range in.Rendered.Hosts[h.Name] {
+			for _, k := range rf.NeedsKeys {
+				if !chosen[k] && !seen[k] && publicKey(in.Facts[k]) == "" {
+					seen[k] = true
+					errs = append(errs, fmt.Errorf("%s: %s needs the key of %s, which %s has not generated yet and this plan leaves out; plan with --limit %s,%s",
+						h.Name, rf.Path, k, k, strings.Join(in.Limit, ","), k))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // hostPlan compares one host's rendered files with its facts and adds the
@@ -524,6 +623,10 @@ func Resolve(rf templates.File, all map[string]facts.Facts) (content string, unk
 	}
 	return content, unknown
 }
+
+// PublicKey is the ".pub" next to the host's generated key, trimmed; ""
+// when the host has none (or was not probed).
+func PublicKey(f facts.Facts) string { return publicKey(f) }
 
 // publicKey is the ".pub" next to the host's generated key, trimmed.
 func publicKey(f facts.Facts) string {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"math/rand"
 	"os"
@@ -139,21 +140,53 @@ func TestSecretsNeverPrinted(t *testing.T) {
 
 func TestLimit(t *testing.T) {
 	in := goldenInput(t, filepath.Join("..", "testdata", "plan", "fresh-lab"))
-	in.Limit = []string{"pg2"}
-	p, err := Compute(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p.Hosts) != 1 || p.Hosts[0].Name != "pg2" {
-		t.Errorf("--limit pg2 planned %v", p.Hosts)
-	}
-	probed, _ := Probed(in.Inventory, in.Limit)
+	probed, _ := Probed(in.Inventory, []string{"pg2"})
 	var names []string
 	for _, h := range probed {
 		names = append(names, h.Name)
 	}
 	if strings.Join(names, ",") != "pg1,pg2,arch" {
 		t.Errorf("probed %v: a standby's plan needs the primary and the archive host", names)
+	}
+	// A fresh pair: a standby alone cannot be seeded, nor its key
+	// authorized, and the archive host cannot authorize keys not made yet.
+	for limit, want := range map[string][]string{
+		"pg2": {"pg2: its seed is a base backup of pg1", "--limit pg2,pg1, or apply pg1 first",
+			"pg2: its new key must be authorized on the archive host arch", "pg2: its seed needs the archive on arch"},
+		"arch":     {"arch: /var/lib/postgresql/.ssh/authorized_keys needs the key of pg1", "--limit arch,pg1"},
+		"pg1,arch": {"arch: /var/lib/postgresql/.ssh/authorized_keys needs the key of pg2"},
+	} {
+		in.Limit = strings.Split(limit, ",")
+		_, err := Compute(in)
+		for _, w := range want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("--limit %s: %v, want %q", limit, err, w)
+			}
+		}
+	}
+	in.Limit = []string{"pg2", "arch", "pg1"}
+	if p, err := Compute(in); err != nil || len(p.Hosts) != 3 {
+		t.Errorf("every host: %v", err)
+	}
+
+	// An applied pair with a drifted file on both PostgreSQL hosts: the
+	// standby's change needs nothing of the primary's.
+	in = goldenInput(t, filepath.Join("..", "testdata", "plan", "applied"))
+	in.Facts = clone(t, in.Facts)
+	for _, h := range []string{"pg1", "pg2"} {
+		const conf = "/etc/postgresql/15/main/pgwarm.conf"
+		fi := in.Facts[h].Files[conf]
+		drifted := *fi.Content + "work_mem = '1GB'\n"
+		fi.Content, fi.SHA256 = &drifted, Hash([]byte(drifted))
+		in.Facts[h].Files[conf] = fi
+	}
+	in.Limit = []string{"pg2"}
+	p, err := Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Hosts) != 1 || p.Hosts[0].Name != "pg2" || len(p.Hosts[0].Changes) == 0 {
+		t.Errorf("--limit pg2 planned %+v", p.Hosts)
 	}
 	in.Limit = []string{"pg9"}
 	if _, err := Compute(in); err == nil || !strings.Contains(err.Error(), `"pg9"`) {
@@ -175,7 +208,7 @@ func TestCheckFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckFresh(saved, in.InventoryHash, "test", in.Facts, in.Rendered); err != nil {
+	if err := CheckFresh(saved, inputNow(in, in.Facts, in.Rendered)); err != nil {
 		t.Fatalf("unchanged hosts: %v", err)
 	}
 	t.Run("file changed", func(t *testing.T) {
@@ -183,7 +216,7 @@ func TestCheckFresh(t *testing.T) {
 		f := cur["pg1"].Files["/etc/postgresql/15/main/pg_hba.conf"]
 		f.SHA256 = strings.Repeat("0", 64)
 		cur["pg1"].Files["/etc/postgresql/15/main/pg_hba.conf"] = f
-		err := CheckFresh(saved, in.InventoryHash, "test", cur, in.Rendered)
+		err := CheckFresh(saved, inputNow(in, cur, in.Rendered))
 		if !errors.Is(err, ErrStale) || !strings.Contains(err.Error(), "pg1: /etc/postgresql/15/main/pg_hba.conf changed") {
 			t.Errorf("got %v", err)
 		}
@@ -191,16 +224,73 @@ func TestCheckFresh(t *testing.T) {
 	t.Run("standby stopped", func(t *testing.T) {
 		cur := clone(t, in.Facts)
 		cur["pg2"].DataDir.Running = false
-		if err := CheckFresh(saved, in.InventoryHash, "test", cur, in.Rendered); err == nil || !strings.Contains(err.Error(), "pg2: data directory") {
+		if err := CheckFresh(saved, inputNow(in, cur, in.Rendered)); err == nil || !strings.Contains(err.Error(), "pg2: data directory") {
 			t.Errorf("got %v", err)
 		}
 	})
+	t.Run("templates and helper", func(t *testing.T) {
+		n := in
+		n.Helpers = map[string]string{"amd64": strings.Repeat("1", 64)}
+		err := CheckFresh(saved, n)
+		if !errors.Is(err, ErrStale) || !strings.Contains(err.Error(), "pgwarm-wal binary for amd64 changed") {
+			t.Errorf("helper: %v", err)
+		}
+		n = in
+		inv := *in.Inventory
+		inv.TemplatesDir, n.Inventory, n.TemplatesHash = "/etc/pgwarm/templates", &inv, "abc"
+		if err := CheckFresh(saved, n); !errors.Is(err, ErrStale) || !strings.Contains(err.Error(), "templates_dir changed") {
+			t.Errorf("templates: %v", err)
+		}
+	})
+	// Edited by hand: each edit is refused, naming the host.
+	drifted := inputNow(in, clone(t, in.Facts), in.Rendered)
+	const conf = "/etc/postgresql/15/main/pgwarm.conf"
+	fi := drifted.Facts["pg2"].Files[conf]
+	text := *fi.Content + "work_mem = '1GB'\n"
+	fi.Content, fi.SHA256 = &text, Hash([]byte(text))
+	drifted.Facts["pg2"].Files[conf] = fi
+	edited, err := Compute(drifted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFresh(edited, drifted); err != nil {
+		t.Fatalf("the plan as made: %v", err)
+	}
+	for what, edit := range map[string]func(p *Plan){
+		"a host removed":       func(p *Plan) { p.Hosts = p.Hosts[:1] },
+		"a change removed":     func(p *Plan) { p.Hosts[1].Changes = p.Hosts[1].Changes[1:] },
+		"an after-hash edited": func(p *Plan) { p.Hosts[1].Changes[0].AfterHash = strings.Repeat("0", 64) },
+		"a limit added":        func(p *Plan) { p.Limit = []string{"pg1"} },
+	} {
+		b, _ := edited.JSON()
+		var p Plan
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Hosts[1].Name != "pg2" || len(p.Hosts[1].Changes) < 2 {
+			t.Fatalf("pg2's plan: %+v", p.Hosts[1])
+		}
+		edit(&p)
+		if err := CheckFresh(p, drifted); err == nil {
+			t.Errorf("%s: accepted", what)
+		} else {
+			t.Logf("%s: %v", what, err)
+		}
+	}
 	t.Run("inventory and version", func(t *testing.T) {
-		err := CheckFresh(saved, "other", "v2", in.Facts, in.Rendered)
+		n := in
+		n.InventoryHash, n.Version = "other", "v2"
+		err := CheckFresh(saved, n)
 		if err == nil || !strings.Contains(err.Error(), "inventory") || !strings.Contains(err.Error(), "pgwarm test") {
 			t.Errorf("got %v", err)
 		}
 	})
+}
+
+// inputNow is in with the facts and rendered files of "now".
+func inputNow(in Input, f map[string]facts.Facts, r templates.Rendered) Input {
+	in.Facts, in.Rendered = f, r
+	return in
 }
 
 // clone copies facts deeply enough to change a file or the data directory.

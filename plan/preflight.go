@@ -165,13 +165,30 @@ func archiveChecks(inv *inventory.Inventory, f facts.Facts, bad func(string, str
 // seedReason says why standby h needs a fresh base backup, or "".
 func seedReason(inv *inventory.Inventory, all map[string]facts.Facts, h inventory.Host) string {
 	f := all[h.Name]
-	dd := f.DataDir
-	if dd == nil {
-		return ""
-	}
 	pid := ""
 	if pdd := all[inv.Primary().Name].DataDir; pdd != nil {
 		pid = pdd.SystemID
+	}
+	return SeedReason(inv, f.DataDir, pid, f.Files[SeedMarker(inv)].Exists())
+}
+
+// SeedMarker is the file a seed leaves on a standby until its copy is
+// complete: a standby that has it holds a partial copy.
+func SeedMarker(inv *inventory.Inventory) string {
+	return path.Join(inv.Paths().StateDir, "seed.incomplete")
+}
+
+// SeedReason says why a standby's data directory (dd) must be (re)made
+// from a base backup of the primary (system identifier primarySysID), or
+// "" when it already holds a copy of it; incomplete: the seed marker is
+// there, an earlier seed did not finish. The one rule plan shows and apply
+// follows (apply asks again right before it seeds). Pure.
+func SeedReason(inv *inventory.Inventory, dd *facts.DataDir, primarySysID string, incomplete bool) string {
+	if dd == nil {
+		return ""
+	}
+	if incomplete {
+		return "an earlier seed of " + dd.Path + " did not finish: it holds a partial copy"
 	}
 	switch dd.State {
 	case facts.DataDirAbsent:
@@ -184,8 +201,8 @@ func seedReason(inv *inventory.Inventory, all map[string]facts.Facts, h inventor
 		switch {
 		case dd.Version != inv.Postgres.Version.String():
 			return fmt.Sprintf("DESTROYS the PostgreSQL %s cluster in %s (system identifier %s): the pair runs %s", dd.Version, dd.Path, orUnknown(dd.SystemID), inv.Postgres.Version)
-		case dd.SystemID != pid:
-			return fmt.Sprintf("DESTROYS the cluster in %s: it is a different cluster (system identifier %s) from the primary %s (%s); all its data will be lost", dd.Path, orUnknown(dd.SystemID), inv.Primary().Name, orUnknown(pid))
+		case dd.SystemID != primarySysID:
+			return fmt.Sprintf("DESTROYS the cluster in %s: it is a different cluster (system identifier %s) from the primary %s (%s); all its data will be lost", dd.Path, orUnknown(dd.SystemID), inv.Primary().Name, orUnknown(primarySysID))
 		}
 	}
 	return ""

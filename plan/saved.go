@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/pgwarm/pgwarm/facts"
 	"github.com/pgwarm/pgwarm/templates"
@@ -125,46 +127,144 @@ func Load(file string) (Plan, error) {
 // ErrStale is wrapped by every CheckFresh failure.
 var ErrStale = errors.New("the saved plan is stale; run pgwarm plan again")
 
-// CheckFresh refuses a saved plan when the inventory, pgwarm or any host
-// changed since it was made. current holds facts gathered now with the
-// same requests and r the files rendered now (secret files are compared
-// with it on this machine, see Observe); every difference is reported,
-// naming host and path.
-func CheckFresh(saved Plan, inventorySHA256, version string, current map[string]facts.Facts, r templates.Rendered) error {
+// CheckFresh refuses a saved plan when anything it was made from changed
+// since: the inventory, the templates_dir overrides, the helper binaries,
+// pgwarm itself, or any host (now holds all of them as they are now, with
+// facts gathered with the plan's requests and the files rendered now;
+// secret files are compared with them on this machine, see Observe). Every
+// difference is reported, naming host and path. Then the plan is made
+// again from now (same limit) and must be the saved one, host for host and
+// change for change: a plan edited by hand (a host or a change removed, a
+// hash changed) is refused as well, since apply carries out the plan it
+// was shown, on the plan's hosts only.
+func CheckFresh(saved Plan, now Input) error {
 	var errs []error
-	if saved.Inventory.SHA256 != inventorySHA256 {
+	if saved.Inventory.SHA256 != now.InventoryHash {
 		errs = append(errs, fmt.Errorf("inventory %s changed since the plan was made", saved.Inventory.Path))
 	}
-	if saved.PgwarmVersion != version {
-		errs = append(errs, fmt.Errorf("the plan was made by pgwarm %s, this is %s", saved.PgwarmVersion, version))
+	if saved.PgwarmVersion != now.Version {
+		errs = append(errs, fmt.Errorf("the plan was made by pgwarm %s, this is %s", saved.PgwarmVersion, now.Version))
+	}
+	var was, is string
+	if saved.TemplatesDir != nil {
+		was = saved.TemplatesDir.SHA256
+	}
+	if now.Inventory != nil && now.Inventory.TemplatesDir != "" {
+		is = now.TemplatesHash
+	}
+	if was != is {
+		errs = append(errs, fmt.Errorf("the templates in templates_dir changed since the plan was made"))
+	}
+	for _, arch := range sortedKeys(saved.Helpers, now.Helpers) {
+		if saved.Helpers[arch] != now.Helpers[arch] {
+			errs = append(errs, fmt.Errorf("the pgwarm-wal binary for %s changed since the plan was made (was %s, now %s)", arch, orNone(short(saved.Helpers[arch])), orNone(short(now.Helpers[arch]))))
+		}
 	}
 	for _, hp := range saved.Hosts {
-		if _, ok := current[hp.Name]; !ok {
+		if _, ok := now.Facts[hp.Name]; !ok {
 			errs = append(errs, fmt.Errorf("%s: no current facts", hp.Name))
 			continue
 		}
-		now := ObserveHost(r, hp.Name, current)
-		keys := make([]string, 0, len(hp.Observed))
-		for k := range hp.Observed {
-			keys = append(keys, k)
-		}
-		for k := range now {
-			if _, ok := hp.Observed[k]; !ok {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			was, is := hp.Observed[k], now[k]
+		current := ObserveHost(now.Rendered, hp.Name, now.Facts)
+		for _, k := range sortedKeys(hp.Observed, current) {
+			was, is := hp.Observed[k], current[k]
 			if was != is {
 				errs = append(errs, fmt.Errorf("%s: %s changed since the plan was made (was %s, now %s)", hp.Name, k, orNone(was), orNone(is)))
 			}
 		}
 	}
-	if len(errs) == 0 {
-		return nil
+	if len(errs) > 0 {
+		return fmt.Errorf("%w:\n%w", ErrStale, errors.Join(errs...))
 	}
-	return fmt.Errorf("%w:\n%w", ErrStale, errors.Join(errs...))
+	now.Limit = saved.Limit
+	again, err := Compute(now)
+	if err != nil {
+		return fmt.Errorf("%w: planning again now fails: %w", ErrStale, err)
+	}
+	if diffs := planDiffs(saved, again); len(diffs) > 0 {
+		return fmt.Errorf("the saved plan is not the plan pgwarm makes from the same inventory and hosts (edited by hand?); make it again with pgwarm plan:\n%s", strings.Join(diffs, "\n"))
+	}
+	return nil
+}
+
+// planDiffs lists where saved differs from again (both as saved: masked
+// JSON), host by host and change by change.
+func planDiffs(saved, again Plan) []string {
+	var out []string
+	if !slices.Equal(saved.Limit, again.Limit) {
+		out = append(out, fmt.Sprintf("limit: %q, planned now %q", saved.Limit, again.Limit))
+	}
+	hosts := func(p Plan) map[string]HostPlan {
+		m := map[string]HostPlan{}
+		for _, h := range p.masked().Hosts {
+			m[h.Name] = h
+		}
+		return m
+	}
+	sh, ah := hosts(saved), hosts(again)
+	for _, n := range sortedKeys(sh, ah) {
+		s, inSaved := sh[n]
+		a, inAgain := ah[n]
+		switch {
+		case !inSaved:
+			out = append(out, n+": missing from the saved plan")
+			continue
+		case !inAgain:
+			out = append(out, n+": in the saved plan, but not a host this plan covers")
+			continue
+		}
+		for i := 0; i < max(len(s.Changes), len(a.Changes)); i++ {
+			var sc, ac []byte
+			if i < len(s.Changes) {
+				sc, _ = json.Marshal(s.Changes[i])
+			}
+			if i < len(a.Changes) {
+				ac, _ = json.Marshal(a.Changes[i])
+			}
+			if string(sc) != string(ac) {
+				out = append(out, fmt.Sprintf("%s: change %d is %s in the saved plan, %s planned now", n, i+1, describe(s.Changes, i), describe(a.Changes, i)))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// describe names change i of cs for a message.
+func describe(cs []Change, i int) string {
+	if i >= len(cs) {
+		return "absent"
+	}
+	c := cs[i]
+	what := c.Path
+	if c.Subject != "" {
+		what = c.Subject
+	}
+	if c.AfterHash == "" {
+		return fmt.Sprintf("%q (%s %s)", what, c.Action, c.Kind)
+	}
+	return fmt.Sprintf("%q (%s %s, after %s)", what, c.Action, c.Kind, short(c.AfterHash))
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// sortedKeys is the sorted union of the maps' keys.
+func sortedKeys[V any](ms ...map[string]V) []string {
+	var keys []string
+	for _, m := range ms {
+		for k := range m {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func orNone(s string) string {

@@ -1,19 +1,6 @@
 package templates
 
-import (
-	"regexp"
-	"strings"
-)
-
-var shSafe = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
-
-// shquote quotes s for /bin/sh when it needs it.
-func shquote(s string) string {
-	if shSafe.MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+import "strings"
 
 func joinArgs(args []string) string { return strings.Join(args, " ") }
 

@@ -2,13 +2,16 @@ package templates
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +20,7 @@ import (
 	"unicode"
 
 	"github.com/Masterminds/sprig/v3"
+	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 )
 
@@ -136,6 +140,26 @@ func Render(inv *inventory.Inventory) (Rendered, error) {
 	return RenderWith(inv, opts)
 }
 
+// OverridesHash is the digest of what dir (a templates_dir) overrides:
+// each built-in template's name and the sha256 of the file that replaces
+// it there. A saved plan records it, so that a template changed between
+// plan and apply makes the plan stale; other files in dir do not count.
+func OverridesHash(dir string) (string, error) {
+	h := sha256.New()
+	for _, n := range Names() {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("templates_dir: %w", err)
+		}
+		sum := sha256.Sum256(b)
+		fmt.Fprintf(h, "%s %x\n", n, sum)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // secretPlaceholder stands in for a secret whose variable is unset.
 func secretPlaceholder(env string) string { return "{{secret:" + env + "}}" }
 
@@ -190,7 +214,7 @@ func dedupSorted(in []string) []string {
 func funcs() template.FuncMap {
 	f := sprig.HermeticTxtFuncMap()
 	f["pgquote"] = pgquote
-	f["shquote"] = shquote
+	f["shquote"] = host.Quote
 	return f
 }
 
@@ -528,7 +552,7 @@ func (r *renderer) dnsTrigger(h inventory.Host) {
 			Cluster, Host, Name, Target, Primary, PrimaryAddress, User, Script, RecoveryFile, PgIsready, Psql, PrimaryConninfo, Promote string
 			Port                                                                                                                        int
 		}{inv.Cluster, h.Name, dns.Name, dnsTarget(dns.Target), primary.Name, primary.Address, inv.Replication.User, script, recoveryFile,
-			shquote(path.Join(p.BinDir, "pg_isready")), shquote(path.Join(p.BinDir, "psql")), primaryConninfo(inv, h, "postgres"),
+			host.Quote(path.Join(p.BinDir, "pg_isready")), host.Quote(path.Join(p.BinDir, "psql")), primaryConninfo(inv, h, "postgres"),
 			promoteCommand(inv), inv.Postgres.Port}),
 		Reason: "the seed's DNS trigger: promote when " + dns.Name + " resolves to " + dns.Target,
 	})
@@ -659,7 +683,7 @@ func (r *renderer) archiveHost(h inventory.Host) {
 			}
 			grants = append(grants, ArchiveGrant{Host: c.Name, Rights: allow})
 			entries = append(entries, entry{
-				Command:     inventory.DefaultHelperPath + " serve --root " + shquote(a.Path) + " --rights " + shquote(rights) + " --as " + shquote(c.Name),
+				Command:     inventory.DefaultHelperPath + " serve --root " + host.Quote(a.Path) + " --rights " + host.Quote(rights) + " --as " + host.Quote(c.Name),
 				Placeholder: KeyPlaceholder(c.Name),
 			})
 			needs = append(needs, c.Name)
@@ -707,7 +731,7 @@ func (r *renderer) archiveHost(h inventory.Host) {
 		name:        "pgwarm-" + inv.Cluster + "-archive-verify",
 		description: "verify the WAL archive of cluster " + inv.Cluster + " daily",
 		user:        a.User,
-		command:     inventory.DefaultHelperPath + " verify --archive " + shquote(a.Path),
+		command:     inventory.DefaultHelperPath + " verify --archive " + host.Quote(a.Path),
 		cron:        "17 3 * * *",
 		timer:       []string{"OnCalendar=*-*-* 03:17:00", "Persistent=true"},
 	})

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/inventory"
 )
 
@@ -78,7 +79,7 @@ func sortedSettings(m map[string]string) []Setting {
 
 // helper returns the pgwarm-wal invocation of sub on host h.
 func helperCmd(inv *inventory.Inventory, h inventory.Host, sub string, extra ...string) string {
-	args := []string{inventory.DefaultHelperPath, sub, "--archive", shquote(inv.ArchiveURL(h))}
+	args := []string{inventory.DefaultHelperPath, sub, "--archive", host.Quote(inv.ArchiveURL(h))}
 	args = append(args, extra...)
 	return joinArgs(args)
 }
@@ -91,7 +92,7 @@ func baseSettings(inv *inventory.Inventory, h inventory.Host) map[string]string 
 	r := inv.Replication
 	var ship []string
 	if inv.Archive.Marker != "" && (inv.Archive.Transport == inventory.TransportNFS || inv.ArchiveIsLocal(h)) {
-		ship = append(ship, "--require-marker", shquote(inv.Archive.Marker))
+		ship = append(ship, "--require-marker", host.Quote(inv.Archive.Marker))
 	}
 	ship = append(ship, "--compression", inv.Archive.Compression, "%p", "%f")
 	m := map[string]string{
@@ -159,9 +160,9 @@ func recoverySettings(inv *inventory.Inventory, h inventory.Host) []Setting {
 	r := inv.Replication
 	// The cluster it restores for is the primary's (a standby not seeded
 	// yet is still another cluster): plan and apply fill it from facts.
-	restore := []string{ClusterPlaceholder(inv.Primary().Name), "--linger", restoreLinger, "--prefetch", restorePrefetch, "--spool", shquote(path.Join(inv.Paths().StateDir, "prefetch"))}
+	restore := []string{ClusterPlaceholder(inv.Primary().Name), "--linger", restoreLinger, "--prefetch", restorePrefetch, "--spool", host.Quote(path.Join(inv.Paths().StateDir, "prefetch"))}
 	if !v.AtLeast(16) {
-		restore = append(restore, "--trigger", shquote(r.TriggerFile))
+		restore = append(restore, "--trigger", host.Quote(r.TriggerFile))
 	}
 	out := []Setting{
 		{"restore_command", helperCmd(inv, h, "restore", append(restore, "%f", "%p")...)},
@@ -198,7 +199,7 @@ func cleanupArgs(inv *inventory.Inventory, h inventory.Host) []string {
 		names = append(names, s.Name)
 	}
 	sort.Strings(names)
-	args := []string{"--as", shquote(h.Name), "--standbys", shquote(strings.Join(names, ","))}
+	args := []string{"--as", host.Quote(h.Name), "--standbys", host.Quote(strings.Join(names, ","))}
 	if inv.Replication.Mode == inventory.ModeStreaming {
 		args = append(args, "--streaming")
 	}
@@ -223,11 +224,11 @@ func primaryConninfo(inv *inventory.Inventory, h inventory.Host, dbname string) 
 // trigger file no longer exists.
 func promoteCommand(inv *inventory.Inventory) string {
 	if !inv.Postgres.Version.AtLeast(16) {
-		return "touch " + shquote(inv.Replication.TriggerFile)
+		return "touch " + host.Quote(inv.Replication.TriggerFile)
 	}
 	p := inv.Paths()
 	if inv.Postgres.Layout == inventory.LayoutDebian {
 		return "pg_ctlcluster " + inv.Postgres.Version.String() + " main promote"
 	}
-	return shquote(path.Join(p.BinDir, "pg_ctl")) + " promote -D " + shquote(p.DataDir)
+	return host.Quote(path.Join(p.BinDir, "pg_ctl")) + " promote -D " + host.Quote(p.DataDir)
 }

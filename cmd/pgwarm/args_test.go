@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/host/ssh"
 	"github.com/pgwarm/pgwarm/plan"
 )
 
@@ -19,12 +20,12 @@ import (
 // with and connects nowhere.
 type dialLog struct {
 	mu   sync.Mutex
-	cfgs []host.Config
+	cfgs []ssh.Config
 }
 
 var errNoNetwork = errors.New("test connector: no network")
 
-func (d *dialLog) dial(_ context.Context, cfg host.Config) (host.Host, error) {
+func (d *dialLog) dial(_ context.Context, cfg ssh.Config) (host.Host, error) {
 	d.mu.Lock()
 	d.cfgs = append(d.cfgs, cfg)
 	d.mu.Unlock()
@@ -34,7 +35,7 @@ func (d *dialLog) dial(_ context.Context, cfg host.Config) (host.Host, error) {
 type result struct {
 	code        int
 	out, stderr string
-	dialed      []host.Config
+	dialed      []ssh.Config
 }
 
 // runFake runs the CLI as run does, dialing through a dialLog.
@@ -63,7 +64,7 @@ func testInventory(t *testing.T) (inv, planFile string) {
 		t.Fatal(err)
 	}
 	planFile = filepath.Join(dir, "saved.plan")
-	if err := plan.Save(planFile, plan.Plan{FormatVersion: plan.FormatVersion}); err != nil {
+	if err := plan.Save(planFile, plan.Plan{FormatVersion: plan.FormatVersion, Inventory: plan.Source{Path: inv}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PGWARM_REPLICATION_PASSWORD", "test password")

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,51 +50,58 @@ func applyAction(c *cli.Context) error {
 	}
 	planFile := c.Args().First()
 	file := c.String("inventory")
+	var saved *plan.Plan
+	if planFile != "" {
+		p, err := plan.Load(planFile)
+		if err != nil {
+			return err
+		}
+		// The plan names its inventory: -i is not needed, and may only
+		// name the same file.
+		if c.IsSet("inventory") && !samePath(file, p.Inventory.Path) {
+			return exitStatus{code: 1, msg: fmt.Sprintf("pgwarm apply: %s was made from the inventory %s, not %s; apply it without -i, or make a new plan with -i %s", planFile, p.Inventory.Path, file, file)}
+		}
+		file, saved = p.Inventory.Path, &p
+	}
 	inv, err := loadInventory(file)
 	if err != nil {
 		return err
 	}
-	invBytes, err := os.ReadFile(file)
+	in, err := planInput(inv, file)
 	if err != nil {
 		return err
 	}
-	var saved plan.Plan
-	if planFile != "" {
-		if saved, err = plan.Load(planFile); err != nil {
-			return err
-		}
+	if saved != nil {
+		in.Limit = saved.Limit
 	}
-	r, err := templates.Render(inv)
+	probed, err := plan.Probed(inv, in.Limit)
 	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
+		return err
 	}
 	ctx := c.Context
-	conns, closeAll, err := connect(ctx, inv, inv.Hosts, sshDialOptions(c))
+	conns, closeAll, err := connect(ctx, inv, probed, sshDialOptions(c))
 	if err != nil {
 		return err
 	}
 	defer closeAll()
-	reqs, err := plan.Requests(inv, r, nil)
+	reqs, err := plan.Requests(inv, in.Rendered, in.Limit)
 	if err != nil {
 		return err
 	}
-	f, err := probeAll(ctx, inv, conns, reqs)
-	if err != nil {
+	if in.Facts, err = probeAll(ctx, probed, conns, reqs); err != nil {
 		return err
 	}
 
 	out := c.App.Writer
-	if planFile != "" {
-		if err := plan.CheckFresh(saved, plan.Hash(invBytes), version(), f, r); err != nil {
+	var p plan.Plan
+	if saved != nil {
+		if err := plan.CheckFresh(*saved, in); err != nil {
 			return fmt.Errorf("%s: refusing the saved plan: %w", planFile, err)
 		}
-		fmt.Fprintf(out, "%s: the saved plan is current; applying it\n", planFile)
+		p = *saved
+		fmt.Fprintf(out, "%s: the saved plan is current; applying it to %s\n", planFile, planHosts(p))
 	} else {
-		p, err := plan.Compute(plan.Input{
-			Inventory: inv, InventoryPath: file, InventoryHash: plan.Hash(invBytes),
-			Rendered: r, Facts: f, Helpers: localHelpers(), Version: version(),
-		})
-		if err != nil {
+		if p, err = plan.Compute(in); err != nil {
 			return err
 		}
 		if err := plan.Human(out, p, colour(out)); err != nil {
@@ -111,21 +117,64 @@ func applyAction(c *cli.Context) error {
 		}
 	}
 
-	pw := os.Getenv(inv.Replication.PasswordEnv)
 	opts := apply.Options{
-		Password:    pw,
+		Password:    os.Getenv(inv.Replication.PasswordEnv),
 		Helper:      helperFinder(),
 		Holder:      holder(),
 		ForceUnlock: c.Bool("force-unlock"),
 		PidAlive:    pidAlive,
+		Plan:        &p,
 	}
-	s := apply.NewState(inv, r, conns, f, opts, apply.NewPrinter(out, isTerminal(out)))
+	s := apply.NewState(inv, in.Rendered, conns, in.Facts, opts, apply.NewPrinter(out, isTerminal(out)))
 	if err := apply.Execute(ctx, s, apply.Steps()); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "Apply complete: %s\n", inv.Summary())
 	return nil
 }
+
+// planInput is what plan and apply make a plan from, facts aside: the
+// inventory (its file's digest, its templates_dir's), the rendered files,
+// the helper binaries and this build's version.
+func planInput(inv *inventory.Inventory, file string) (plan.Input, error) {
+	invBytes, err := os.ReadFile(file)
+	if err != nil {
+		return plan.Input{}, err
+	}
+	r, err := templates.Render(inv)
+	if err != nil {
+		return plan.Input{}, fmt.Errorf("%s: %w", file, err)
+	}
+	in := plan.Input{Inventory: inv, InventoryPath: absPath(file), InventoryHash: plan.Hash(invBytes),
+		Rendered: r, Helpers: localHelpers(), Version: version()}
+	if inv.TemplatesDir != "" {
+		if in.TemplatesHash, err = templates.OverridesHash(inv.TemplatesDir); err != nil {
+			return plan.Input{}, err
+		}
+	}
+	return in, nil
+}
+
+// planHosts names a plan's hosts for the line apply starts with.
+func planHosts(p plan.Plan) string {
+	var names []string
+	for _, h := range p.Hosts {
+		names = append(names, h.Name)
+	}
+	if len(p.Limit) > 0 {
+		return strings.Join(names, ", ") + " only (the plan's --limit)"
+	}
+	return strings.Join(names, ", ")
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+func samePath(a, b string) bool { return absPath(a) == absPath(b) }
 
 // confirm asks for "yes" on the terminal; without one it refuses, so a
 // script never applies by accident.
@@ -142,12 +191,12 @@ func confirm(c *cli.Context) error {
 	return nil
 }
 
-// probeAll gathers facts on every connected host in parallel.
-func probeAll(ctx context.Context, inv *inventory.Inventory, conns map[string]host.Host, reqs map[string]facts.Request) (map[string]facts.Facts, error) {
+// probeAll gathers facts on the hosts in parallel.
+func probeAll(ctx context.Context, hosts []inventory.Host, conns map[string]host.Host, reqs map[string]facts.Request) (map[string]facts.Facts, error) {
 	var mu sync.Mutex
 	out := map[string]facts.Facts{}
-	list := make([]host.Host, 0, len(inv.Hosts))
-	for _, h := range inv.Hosts {
+	list := make([]host.Host, 0, len(hosts))
+	for _, h := range hosts {
 		list = append(list, conns[h.Name])
 	}
 	err := host.Parallel(ctx, 0, list, func(ctx context.Context, h host.Host) error {
@@ -170,11 +219,7 @@ func helperFinder() func(string) (string, error) {
 	if exe, err := os.Executable(); err == nil {
 		dir = filepath.Dir(exe)
 	}
-	arch := map[string]string{"386": "i386", "arm": "armhf", "ppc64le": "ppc64el"}[runtime.GOARCH]
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
-	return apply.HelperNextTo(dir, arch)
+	return apply.HelperNextTo(dir, debArch())
 }
 
 // holder is user@host of this run, written into the lock.

@@ -16,9 +16,9 @@ import (
 
 	"github.com/pgwarm/pgwarm/facts"
 	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/host/ssh"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/plan"
-	"github.com/pgwarm/pgwarm/templates"
 	"github.com/urfave/cli/v2"
 )
 
@@ -53,47 +53,31 @@ func planAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	invBytes, err := os.ReadFile(file)
+	in, err := planInput(inv, file)
 	if err != nil {
 		return err
 	}
-	r, err := templates.Render(inv)
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	limit := splitLimit(c.StringSlice("limit"))
-	reqs, err := plan.Requests(inv, r, limit)
+	in.Limit = splitLimit(c.StringSlice("limit"))
+	reqs, err := plan.Requests(inv, in.Rendered, in.Limit)
 	if err != nil {
 		return err
 	}
-	probed, err := plan.Probed(inv, limit)
+	probed, err := plan.Probed(inv, in.Limit)
 	if err != nil {
 		return err
 	}
 	ctx := c.Context
-	// Hashing this build and its helper is local work: done while the
-	// hosts answer.
-	var helpers map[string]string
-	var ver string
-	local := make(chan struct{})
-	go func() {
-		defer close(local)
-		helpers, ver = localHelpers(), version()
-	}()
 	start := time.Now()
 	prepare := start.Sub(t0)
 	f, st, err := gatherFacts(ctx, inv, probed, reqs, sshDialOptions(c))
-	<-local
 	if err != nil {
 		return err
 	}
-	st.phases = append(st.phases, "load+render "+prepare.Round(time.Millisecond).String())
+	st.phases = append(st.phases, "load+render+hash "+prepare.Round(time.Millisecond).String())
 	st.phase("gather", start)
 	t := time.Now()
-	p, err := plan.Compute(plan.Input{
-		Inventory: inv, InventoryPath: file, InventoryHash: plan.Hash(invBytes),
-		Rendered: r, Facts: f, Helpers: helpers, Version: ver, Limit: limit,
-	})
+	in.Facts = f
+	p, err := plan.Compute(in)
 	if err != nil {
 		return err
 	}
@@ -200,11 +184,11 @@ func gatherFacts(ctx context.Context, inv *inventory.Inventory, hosts []inventor
 	return out, st, nil
 }
 
-// dialRun is host.DialRun (the probe as the connection's first command),
+// dialRun is ssh.DialRun (the probe as the connection's first command),
 // or dial then Run when a test dials.
-func dialRun(ctx context.Context, dial dialFunc, cfg host.Config, cmd host.Cmd) (host.Host, host.Result, error) {
+func dialRun(ctx context.Context, dial dialFunc, cfg ssh.Config, cmd host.Cmd) (host.Host, host.Result, error) {
 	if dial == nil {
-		return host.DialRun(ctx, cfg, cmd)
+		return ssh.DialRun(ctx, cfg, cmd)
 	}
 	h, err := dial(ctx, cfg)
 	if err != nil {
@@ -247,23 +231,48 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-// localHelpers finds the pgwarm-wal built next to this pgwarm (make build
-// puts both in bin/) and maps the Debian name of its architecture to its
-// sha256. Without one the plan says so and apply cannot install it.
+// localHelpers maps each architecture apply can install pgwarm-wal for
+// (the Debian name) to the sha256 of the binary it would upload, found as
+// apply finds it (helperFinder): pgwarm-wal-linux-ARCH next to this pgwarm,
+// or the pgwarm-wal built with it (make build puts both in bin/). The plan
+// records it: a binary replaced between plan and apply makes the plan
+// stale. Without one the plan says so and apply cannot install it.
 func localHelpers() map[string]string {
-	exe, err := os.Executable()
-	if err != nil || runtime.GOOS != "linux" {
+	dir := "."
+	if exe, err := os.Executable(); err == nil {
+		dir = filepath.Dir(exe)
+	}
+	var archs []string
+	if runtime.GOOS == "linux" {
+		archs = append(archs, debArch())
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "pgwarm-wal-linux-*"))
+	for _, m := range matches {
+		archs = append(archs, strings.TrimPrefix(filepath.Base(m), "pgwarm-wal-linux-"))
+	}
+	find := helperFinder()
+	out := map[string]string{}
+	for _, a := range archs {
+		p, err := find(a)
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(p); err == nil {
+			out[a] = plan.Hash(b)
+		}
+	}
+	if len(out) == 0 {
 		return nil
 	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(exe), "pgwarm-wal"))
-	if err != nil {
-		return nil
+	return out
+}
+
+// debArch is the Debian name of this build's architecture.
+func debArch() string {
+	if a := map[string]string{"386": "i386", "arm": "armhf", "ppc64le": "ppc64el"}[runtime.GOARCH]; a != "" {
+		return a
 	}
-	arch := map[string]string{"386": "i386", "arm": "armhf", "ppc64le": "ppc64el"}[runtime.GOARCH]
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
-	return map[string]string{arch: plan.Hash(b)}
+	return runtime.GOARCH
 }
 
 // version identifies this build in saved plans: the module version and

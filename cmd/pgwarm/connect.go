@@ -8,18 +8,19 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/host/ssh"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/ops"
 )
 
 // hostConfig is how pgwarm logs in to h: the inventory's ssh defaults
 // merged with h's overrides (one definition, shared with ops).
-func hostConfig(inv *inventory.Inventory, h inventory.Host) host.Config {
+func hostConfig(inv *inventory.Inventory, h inventory.Host) ssh.Config {
 	return ops.HostConfig(inv, h, 0)
 }
 
-// dialFunc connects one host; host.Dial, or a fake in tests.
-type dialFunc func(ctx context.Context, cfg host.Config) (host.Host, error)
+// dialFunc connects one host; ssh.Dial, or a fake in tests.
+type dialFunc func(ctx context.Context, cfg ssh.Config) (host.Host, error)
 
 // dialMetadata is the App.Metadata key under which tests put a dialFunc
 // (per app, so no package state): every command that reaches hosts dials
@@ -36,21 +37,21 @@ func dialer(c *cli.Context) dialFunc {
 	if d := dialOverride(c); d != nil {
 		return d
 	}
-	return host.Dial
+	return ssh.Dial
 }
 
 // dialOptions are the command line's say on connecting (sshFlags); nil
 // tweak means the inventory's settings as they are.
 type dialOptions struct {
-	tweak    func(host.Config) host.Config
+	tweak    func(ssh.Config) ssh.Config
 	parallel int
-	dial     dialFunc // nil: host.Dial (plan: host.DialRun)
+	dial     dialFunc // nil: ssh.Dial (plan: ssh.DialRun)
 }
 
 // sshDialOptions reads the ssh flags of commands that define them.
 func sshDialOptions(c *cli.Context) dialOptions {
 	return dialOptions{
-		tweak:    func(cfg host.Config) host.Config { return applySSHFlags(c, cfg) },
+		tweak:    func(cfg ssh.Config) ssh.Config { return applySSHFlags(c, cfg) },
 		parallel: parallelLimit(c),
 		dial:     dialOverride(c),
 	}
@@ -58,21 +59,21 @@ func sshDialOptions(c *cli.Context) dialOptions {
 
 // configFor is how the command of c logs in to h: the inventory's
 // settings with the command line's SSH options over them.
-func configFor(c *cli.Context, inv *inventory.Inventory, h inventory.Host) host.Config {
+func configFor(c *cli.Context, inv *inventory.Inventory, h inventory.Host) ssh.Config {
 	return applySSHFlags(c, hostConfig(inv, h))
 }
 
 // newPool is the pool of every inventory host for the commands of ops
 // (status, verify, promote, rebuild), dialing with the SSH options of c.
 // dial gives some hosts a TCP connect timeout of their own.
-func newPool(c *cli.Context, inv *inventory.Inventory, dial map[string]time.Duration) (*host.Pool, error) {
-	cfgs := make([]host.Config, 0, len(inv.Hosts))
+func newPool(c *cli.Context, inv *inventory.Inventory, dial map[string]time.Duration) (*ssh.Pool, error) {
+	cfgs := make([]ssh.Config, 0, len(inv.Hosts))
 	for _, h := range inv.Hosts {
 		cfg := configFor(c, inv, h)
 		cfg.DialTimeout = dial[h.Name]
 		cfgs = append(cfgs, cfg)
 	}
-	p, err := host.NewPool(cfgs...)
+	p, err := ssh.NewPool(cfgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func connect(ctx context.Context, inv *inventory.Inventory, hosts []inventory.Ho
 	}
 	dial := opt.dial
 	if dial == nil {
-		dial = host.Dial
+		dial = ssh.Dial
 	}
 	err = host.ParallelNames(ctx, opt.parallel, names, func(ctx context.Context, name string) error {
 		ih, _ := inv.Host(name)

@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/host/ssh"
 )
 
 // defaultParallel bounds how many hosts are connected to and worked on at
@@ -45,7 +45,7 @@ func parallelFlag() cli.Flag {
 
 // applySSHFlags returns cfg with what the flags say; flags a command does
 // not define leave cfg as it is.
-func applySSHFlags(c *cli.Context, cfg host.Config) host.Config {
+func applySSHFlags(c *cli.Context, cfg ssh.Config) ssh.Config {
 	if c.Bool("accept-new-host-keys") {
 		cfg.AcceptNewHostKeys = true
 	}

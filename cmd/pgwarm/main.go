@@ -121,11 +121,3 @@ func checkArgs(c *cli.Context, min, max int, what string) error {
 
 // noArgs is the Before of every command without positional arguments.
 func noArgs(c *cli.Context) error { return checkArgs(c, 0, 0, "") }
-
-// notImplemented is what a command that a later issue builds says; it
-// prints no fake output and exits 1.
-func notImplemented(name string) cli.ActionFunc {
-	return func(*cli.Context) error {
-		return fmt.Errorf("%s: not implemented yet", name)
-	}
-}

@@ -9,7 +9,7 @@ state=examples/lab/.state${LAB_INSTANCE:+-$LAB_INSTANCE}
 inv=$state/pgwarm.yaml
 [ -n "${LAB_INSTANCE:-}" ] || inv=examples/lab/pgwarm.yaml
 export PGWARM_REPLICATION_PASSWORD=${PGWARM_REPLICATION_PASSWORD:-$(cat "$state/replication_password")}
-if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' off=$'\033[0m'; else bold= off=; fi
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' off=$'\033[0m'; else bold='' off=''; fi
 step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$off"; }
 run() { step "$*"; "$@"; }
 

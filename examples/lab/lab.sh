@@ -142,8 +142,8 @@ start_host() {
 }
 
 wait_ssh() {
-  local h=$1 i
-  for i in $(seq 1 100); do
+  local h=$1
+  for _ in $(seq 1 100); do
     if ssh -q -i "$state/id_ed25519" -o BatchMode=yes -o UserKnownHostsFile="$state/known_hosts" \
         -o StrictHostKeyChecking=yes -o ConnectTimeout=2 "root@${addr[$h]}" true 2>/dev/null; then
       return 0
@@ -157,8 +157,7 @@ wait_ssh() {
 # wait_primary: pg1's cluster accepts connections (a test's first psql or
 # pgbench must not meet "the database system is starting up").
 wait_primary() {
-  local i
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     docker exec -u postgres "$ns-lab$sfx-pg1" pg_isready -q 2>/dev/null && return 0
     sleep 0.2
   done
@@ -169,10 +168,10 @@ wait_primary() {
 known_hosts() {
   # Host keys are read through docker exec, a channel we already trust,
   # instead of trust-on-first-use scanning.
-  local h k i
+  local h k
   : > "$state/known_hosts.new"
   for h in "${hosts[@]}"; do
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
       k=$(docker exec "$ns-lab$sfx-$h" cat /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null) && break
       sleep 0.2
     done
@@ -217,9 +216,8 @@ inventory() {
 # network creates the instance's network on a free /24 (unless it exists)
 # and sets the hosts' addresses from its subnet.
 network() {
-  local try
   if ! docker network inspect "$net" >/dev/null 2>&1; then
-    for try in $(seq 0 23); do
+    for _ in $(seq 0 23); do
       if docker network create --subnet "$subnet" --label pgwarm.lab=1 \
           --label "pgwarm.lab.instance=$ns${instance:+-$instance}" "$net" >/dev/null 2>"$state/network.err"; then
         break

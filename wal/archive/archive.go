@@ -207,5 +207,3 @@ func gapMsg(g segname.Gap, segSize uint32) string {
 	}
 	return fmt.Sprintf("timeline %d: %d segments missing, %s .. %s", g.TLI, g.Count(segSize), g.First, g.Last)
 }
-
-var _ = time.Second

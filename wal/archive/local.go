@@ -355,12 +355,6 @@ func (l *Local) readBound(m *Meta) uint32 {
 	return m.SegSizeOrZero()
 }
 
-// segSize is the archive's wal_segment_size, 0 when it is not bound yet.
-func (l *Local) segSize() (uint32, error) {
-	m, err := l.ReadMeta()
-	return m.SegSizeOrZero(), err
-}
-
 // checkBinding refuses to hand out WAL of another cluster than the one
 // the archive is bound to (m, nil when unbound): PostgreSQL would stop
 // replaying at it, or worse, replay it. The header is enough: the

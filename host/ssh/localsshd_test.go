@@ -1,4 +1,4 @@
-package host_test
+package ssh_test
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/host/hosttest"
+	sshhost "github.com/pgwarm/pgwarm/host/ssh"
 )
 
 // localSSHD is an sshd started by the test on 127.0.0.1, logging in root
@@ -112,15 +113,15 @@ AllowStreamLocalForwarding yes
 	return s
 }
 
-func (s *localSSHD) config(name string) host.Config {
-	return host.Config{Name: name, Address: "127.0.0.1", Port: s.port, User: "root",
+func (s *localSSHD) config(name string) sshhost.Config {
+	return sshhost.Config{Name: name, Address: "127.0.0.1", Port: s.port, User: "root",
 		IdentityFile: s.key, KnownHostsFile: s.knownHosts, SSHConfigFile: "none"}
 }
 
 func TestLocalSSHDConformance(t *testing.T) {
 	s := startLocalSSHD(t)
 	hosttest.Run(t, func(t *testing.T) host.Host {
-		h, err := host.Dial(context.Background(), s.config("local"))
+		h, err := sshhost.Dial(context.Background(), s.config("local"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +136,7 @@ func TestLocalSSHDHostKeyAlgorithm(t *testing.T) {
 	// type, not refused as "changed" for offering ed25519.
 	cfg := s.config("local")
 	cfg.KnownHostsFile = s.rsaOnly
-	h, err := host.Dial(context.Background(), cfg)
+	h, err := sshhost.Dial(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestLocalSSHDProxyJump(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "config")
 	os.WriteFile(conf, []byte(fmt.Sprintf("Host behind\n  HostName 127.0.0.1\n  Port %d\n  User root\n  IdentityFile %s\n  UserKnownHostsFile %s\n  ProxyJump root@127.0.0.1:%d\n",
 		s.port, s.key, s.knownHosts, s.port)), 0o600)
-	h, err := host.Dial(context.Background(), host.Config{Name: "behind", Address: "behind", SSHConfigFile: conf})
+	h, err := sshhost.Dial(context.Background(), sshhost.Config{Name: "behind", Address: "behind", SSHConfigFile: conf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestLocalSSHDProxyJump(t *testing.T) {
 
 func TestLocalSSHDDialContext(t *testing.T) {
 	s := startLocalSSHD(t)
-	h, err := host.Dial(context.Background(), s.config("local"))
+	h, err := sshhost.Dial(context.Background(), s.config("local"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestLocalSSHDConnectErrors(t *testing.T) {
 	s := startLocalSSHD(t)
 	cfg := s.config("pg9")
 	cfg.User = "nosuchuser"
-	_, err := host.Dial(context.Background(), cfg)
+	_, err := sshhost.Dial(context.Background(), cfg)
 	if err == nil || !strings.HasPrefix(err.Error(), fmt.Sprintf(`pg9: connect: ssh: 127.0.0.1:%d refused authentication as "nosuchuser" (tried %s)`, s.port, s.key)) {
 		t.Fatalf("err = %v", err)
 	}
@@ -229,7 +230,7 @@ func TestLocalSSHDConnectErrors(t *testing.T) {
 	cfg.Port = l.Addr().(*net.TCPAddr).Port
 	cfg.ConnectTimeout = 500 * time.Millisecond
 	start := time.Now()
-	_, err = host.Dial(context.Background(), cfg)
+	_, err = sshhost.Dial(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "timed out after 500ms") || time.Since(start) > 3*time.Second {
 		t.Fatalf("err = %v after %s", err, time.Since(start))
 	}
@@ -241,7 +242,7 @@ func TestLocalSSHDConnectErrors(t *testing.T) {
 	// the whole ConnectTimeout for its handshake.
 	cfg.DialTimeout = 50 * time.Millisecond
 	start = time.Now()
-	_, err = host.Dial(context.Background(), cfg)
+	_, err = sshhost.Dial(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "timed out after 500ms") || time.Since(start) < 400*time.Millisecond {
 		t.Fatalf("with DialTimeout 50ms: err = %v after %s", err, time.Since(start))
 	}

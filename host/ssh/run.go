@@ -1,17 +1,18 @@
-package host
+package ssh
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pgwarm/pgwarm/host"
 	"io"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/ssh"
+	xssh "golang.org/x/crypto/ssh"
 )
 
 // pidMarker prefixes the line on stderr in which the remote wrapper reports
@@ -31,18 +32,18 @@ func (h *sshHost) wrap(command string) string {
 	if h.sudo {
 		args = append([]string{"sudo", "-n", "--"}, args...)
 	}
-	return Join(args...)
+	return host.Join(args...)
 }
 
 // Run executes cmd.Command with /bin/sh on the host.
-func (h *sshHost) Run(ctx context.Context, cmd Cmd) (Result, error) {
+func (h *sshHost) Run(ctx context.Context, cmd host.Cmd) (host.Result, error) {
 	var stdin io.Reader
 	if cmd.Stdin != nil {
 		stdin = bytes.NewReader(cmd.Stdin)
 	}
 	res, err := h.run(ctx, cmd.Command, stdin, cmd.Timeout)
 	if err != nil {
-		return res, &Error{Host: h.name, Op: "run", Err: err}
+		return res, &host.Error{Host: h.name, Op: "run", Err: err}
 	}
 	return res, nil
 }
@@ -50,7 +51,7 @@ func (h *sshHost) Run(ctx context.Context, cmd Cmd) (Result, error) {
 // RunStream is Run with stdin and stdout as streams: stdin is copied to
 // the command as it is read, the command's stdout is written to stdout as
 // it arrives; Result.Stdout stays empty.
-func (h *sshHost) RunStream(ctx context.Context, cmd Cmd, stdin io.Reader, stdout io.Writer) (Result, error) {
+func (h *sshHost) RunStream(ctx context.Context, cmd host.Cmd, stdin io.Reader, stdout io.Writer) (host.Result, error) {
 	if stdin == nil && cmd.Stdin != nil {
 		stdin = bytes.NewReader(cmd.Stdin)
 	}
@@ -59,13 +60,13 @@ func (h *sshHost) RunStream(ctx context.Context, cmd Cmd, stdin io.Reader, stdou
 	}
 	res, err := h.runTo(ctx, cmd.Command, stdin, stdout, cmd.Timeout)
 	if err != nil {
-		return res, &Error{Host: h.name, Op: "run", Err: err}
+		return res, &host.Error{Host: h.name, Op: "run", Err: err}
 	}
 	return res, nil
 }
 
 // run is Run without the host prefix on errors, for the file operations.
-func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, timeout time.Duration) (Result, error) {
+func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, timeout time.Duration) (host.Result, error) {
 	var stdout lockedBuffer
 	res, err := h.runTo(ctx, command, stdin, &stdout, timeout)
 	res.Stdout = stdout.Bytes()
@@ -73,20 +74,20 @@ func (h *sshHost) run(ctx context.Context, command string, stdin io.Reader, time
 }
 
 // runTo runs command with its stdout written to stdout.
-func (h *sshHost) runTo(ctx context.Context, command string, stdin io.Reader, stdout io.Writer, timeout time.Duration) (Result, error) {
+func (h *sshHost) runTo(ctx context.Context, command string, stdin io.Reader, stdout io.Writer, timeout time.Duration) (host.Result, error) {
 	res, err := h.exec(ctx, h.wrap(command), command, stdin, stdout, newPidStripper(), timeout)
 	if err != nil {
 		return res, err
 	}
 	if h.sudo && res.ExitCode == 1 && sudoRefused(res.Stderr) {
-		return res, fmt.Errorf("%w: %s", ErrSudo, firstLine(res.Stderr))
+		return res, fmt.Errorf("%w: %s", host.ErrSudo, host.FirstLine(res.Stderr))
 	}
 	return res, nil
 }
 
 // exec runs the remote command line (command wrapped by wrap) in a new
 // session, with stderr as the session's stderr.
-func (h *sshHost) exec(ctx context.Context, line, command string, stdin io.Reader, stdout io.Writer, stderr *pidStripper, timeout time.Duration) (Result, error) {
+func (h *sshHost) exec(ctx context.Context, line, command string, stdin io.Reader, stdout io.Writer, stderr *pidStripper, timeout time.Duration) (host.Result, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -96,16 +97,16 @@ func (h *sshHost) exec(ctx context.Context, line, command string, stdin io.Reade
 	case h.sessions <- struct{}{}:
 		defer func() { <-h.sessions }()
 	case <-ctx.Done():
-		return Result{}, cmdError(command, ctx.Err(), timeout)
+		return host.Result{}, host.CmdError(command, ctx.Err(), timeout)
 	}
 	sess, err := h.newSession(ctx)
 	if err != nil {
-		return Result{}, err
+		return host.Result{}, err
 	}
 	defer sess.Close()
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
 	if err := sess.Start(line); err != nil {
-		return Result{}, fmt.Errorf("start %s: %w", shortCmd(command), err)
+		return host.Result{}, fmt.Errorf("start %s: %w", host.ShortCmd(command), err)
 	}
 	waitc := make(chan error, 1)
 	go func() { waitc <- sess.Wait() }()
@@ -115,7 +116,7 @@ func (h *sshHost) exec(ctx context.Context, line, command string, stdin io.Reade
 	case werr = <-waitc:
 	case <-ctx.Done():
 		h.kill(stderr)
-		sess.Signal(ssh.SIGKILL) // in case the wrapper never reported its group
+		sess.Signal(xssh.SIGKILL) // in case the wrapper never reported its group
 		sess.Close()
 		// sshd may hold the channel open until the process is gone;
 		// don't wait for that beyond a moment (Wait ends on its own).
@@ -123,11 +124,11 @@ func (h *sshHost) exec(ctx context.Context, line, command string, stdin io.Reade
 		case <-waitc:
 		case <-time.After(time.Second):
 		}
-		res := Result{Stderr: stderr.Bytes(), ExitCode: -1}
-		return res, cmdError(command, ctx.Err(), timeout)
+		res := host.Result{Stderr: stderr.Bytes(), ExitCode: -1}
+		return res, host.CmdError(command, ctx.Err(), timeout)
 	}
-	res := Result{Stderr: stderr.Bytes()}
-	var ee *ssh.ExitError
+	res := host.Result{Stderr: stderr.Bytes()}
+	var ee *xssh.ExitError
 	switch {
 	case werr == nil:
 	case errors.As(werr, &ee):
@@ -136,7 +137,7 @@ func (h *sshHost) exec(ctx context.Context, line, command string, stdin io.Reade
 			res.ExitCode = 128 + signalNumber(sig)
 		}
 	default:
-		return res, fmt.Errorf("%s: %w", shortCmd(command), werr)
+		return res, fmt.Errorf("%s: %w", host.ShortCmd(command), werr)
 	}
 	return res, nil
 }
@@ -153,7 +154,7 @@ var errSudoCheckTimeout = errors.New("sudo check timed out")
 // runs with LC_ALL=C so that its refusals are recognised; the command
 // inherits it. sudoPhase reports that an error happened before sudo let
 // the command run (a connect error, not a run error).
-func (h *sshHost) runFirst(ctx context.Context, deadline time.Time, cmd Cmd) (res Result, sudoPhase bool, err error) {
+func (h *sshHost) runFirst(ctx context.Context, deadline time.Time, cmd host.Cmd) (res host.Result, sudoPhase bool, err error) {
 	var stdin io.Reader
 	if cmd.Stdin != nil {
 		stdin = bytes.NewReader(cmd.Stdin)
@@ -190,11 +191,11 @@ func (h *sshHost) runFirst(ctx context.Context, deadline time.Time, cmd Cmd) (re
 // newSession opens a session, retrying while sshd refuses it for a
 // moment: it counts a closed session against MaxSessions until the
 // session's processes are gone, which lags on a loaded host.
-func (h *sshHost) newSession(ctx context.Context) (*ssh.Session, error) {
+func (h *sshHost) newSession(ctx context.Context) (*xssh.Session, error) {
 	wait := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		sess, err := h.client.NewSession()
-		var oce *ssh.OpenChannelError
+		var oce *xssh.OpenChannelError
 		if err == nil || !errors.As(err, &oce) || attempt == 8 {
 			if err != nil {
 				return nil, fmt.Errorf("open session: %w", err)
@@ -208,13 +209,6 @@ func (h *sshHost) newSession(ctx context.Context) (*ssh.Session, error) {
 			return nil, fmt.Errorf("open session: %w (after %v)", err, ctx.Err())
 		}
 	}
-}
-
-func cmdError(command string, err error, timeout time.Duration) error {
-	if errors.Is(err, context.DeadlineExceeded) && timeout > 0 {
-		return fmt.Errorf("%s: killed after timeout %s: %w", shortCmd(command), timeout, err)
-	}
-	return fmt.Errorf("%s: %w", shortCmd(command), err)
 }
 
 // kill ends the command's process group from a fresh session: TERM, then
@@ -233,9 +227,9 @@ func (h *sshHost) kill(s *pidStripper) {
 	// "-s SIG --": dash's kill rejects "-TERM --".
 	script := "kill -s TERM -- " + g + " 2>/dev/null || exit 0; i=0; while [ $i -lt 10 ] && kill -s 0 -- " + g +
 		" 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -s KILL -- " + g + " 2>/dev/null; exit 0"
-	line := Join("sh", "-c", script)
+	line := host.Join("sh", "-c", script)
 	if h.sudo {
-		line = Join("sudo", "-n", "--", "sh", "-c", script)
+		line = host.Join("sudo", "-n", "--", "sh", "-c", script)
 	}
 	sess, err := h.client.NewSession() // outside the semaphore: the slot is still held by the command
 	if err != nil {
@@ -352,7 +346,7 @@ func (h *sshHost) checkSudo(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("sudo check: %w", ctx.Err())
 	}
-	var ee *ssh.ExitError
+	var ee *xssh.ExitError
 	switch {
 	case err == nil:
 		return nil
@@ -367,11 +361,11 @@ func (h *sshHost) checkSudo(ctx context.Context) error {
 func (h *sshHost) sudoError(code int, stderr []byte, what string) error {
 	switch {
 	case code == 127:
-		return fmt.Errorf("%w: sudo is not installed (install it, or connect as root)", ErrSudo)
+		return fmt.Errorf("%w: sudo is not installed (install it, or connect as root)", host.ErrSudo)
 	case sudoRefused(stderr):
-		return fmt.Errorf("%w: user %q may not run sudo without a password (check /etc/sudoers on %s)", ErrSudo, h.user, h.name)
+		return fmt.Errorf("%w: user %q may not run sudo without a password (check /etc/sudoers on %s)", host.ErrSudo, h.user, h.name)
 	default:
-		return fmt.Errorf("%w: `%s` as %q exited %d: %s", ErrSudo, what, h.user, code, strings.TrimSpace(firstLine(stderr)))
+		return fmt.Errorf("%w: `%s` as %q exited %d: %s", host.ErrSudo, what, h.user, code, strings.TrimSpace(host.FirstLine(stderr)))
 	}
 }
 
@@ -383,15 +377,6 @@ func sudoRefused(stderr []byte) bool {
 		strings.Contains(s, "is not in the sudoers file") ||
 		strings.Contains(s, "is not allowed to execute") ||
 		strings.Contains(s, "may not run sudo")
-}
-
-// shortCmd is a command for an error message: first line, bounded.
-func shortCmd(c string) string {
-	c = firstLine([]byte(c))
-	if len(c) > 60 {
-		c = c[:57] + "..."
-	}
-	return strconv.Quote(c)
 }
 
 // signalNumber maps the signal names SSH reports to Linux numbers, for

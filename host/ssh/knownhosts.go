@@ -1,4 +1,4 @@
-package host
+package ssh
 
 import (
 	"bytes"
@@ -7,11 +7,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/pgwarm/pgwarm/host"
 	"net"
 	"os"
 	"path/filepath"
 
-	"golang.org/x/crypto/ssh"
+	xssh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
@@ -24,9 +25,9 @@ type hostKeys struct {
 }
 
 // db loads the file; a missing file is an empty database.
-func (k hostKeys) db() (ssh.HostKeyCallback, error) {
+func (k hostKeys) db() (xssh.HostKeyCallback, error) {
 	if _, err := os.Stat(k.file); errors.Is(err, os.ErrNotExist) {
-		return func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }, nil
+		return func(string, net.Addr, xssh.PublicKey) error { return &knownhosts.KeyError{} }, nil
 	}
 	cb, err := knownhosts.New(k.file)
 	if err != nil {
@@ -47,7 +48,7 @@ func (k hostKeys) algorithms(addr string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	probe, err := ssh.NewPublicKey(pub) // a key no file contains: the error lists the known ones
+	probe, err := xssh.NewPublicKey(pub) // a key no file contains: the error lists the known ones
 	if err != nil {
 		return nil, err
 	}
@@ -60,8 +61,8 @@ func (k hostKeys) algorithms(addr string) ([]string, error) {
 	for _, w := range ke.Want {
 		t := w.Key.Type()
 		names := []string{t}
-		if t == ssh.KeyAlgoRSA {
-			names = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+		if t == xssh.KeyAlgoRSA {
+			names = []string{xssh.KeyAlgoRSASHA512, xssh.KeyAlgoRSASHA256, xssh.KeyAlgoRSA}
 		}
 		for _, n := range names {
 			if !seen[n] {
@@ -73,14 +74,14 @@ func (k hostKeys) algorithms(addr string) ([]string, error) {
 	return algos, nil
 }
 
-// callback is the ssh.HostKeyCallback. The errors it returns wrap
+// callback is the xssh.HostKeyCallback. The errors it returns wrap
 // ErrHostKeyUnknown or ErrHostKeyChanged and say what to do.
-func (k hostKeys) callback() (ssh.HostKeyCallback, error) {
+func (k hostKeys) callback() (xssh.HostKeyCallback, error) {
 	cb, err := k.db()
 	if err != nil {
 		return nil, err
 	}
-	return func(addr string, remote net.Addr, key ssh.PublicKey) error {
+	return func(addr string, remote net.Addr, key xssh.PublicKey) error {
 		err := cb(addr, remote, key)
 		var ke *knownhosts.KeyError
 		var re *knownhosts.RevokedError
@@ -89,27 +90,27 @@ func (k hostKeys) callback() (ssh.HostKeyCallback, error) {
 			return nil
 		case errors.As(err, &re):
 			return fmt.Errorf("%w: %s offers key %s, which %s line %d marks as revoked",
-				ErrHostKeyChanged, knownhosts.Normalize(addr), ssh.FingerprintSHA256(key), re.Revoked.Filename, re.Revoked.Line)
+				host.ErrHostKeyChanged, knownhosts.Normalize(addr), xssh.FingerprintSHA256(key), re.Revoked.Filename, re.Revoked.Line)
 		case !errors.As(err, &ke):
 			return err
 		case len(ke.Want) > 0:
 			w := ke.Want[0]
 			return fmt.Errorf("%w: %s now offers %s %s, but %s line %d has %s %s; if the host was reinstalled on purpose, remove the old entry (ssh-keygen -R %s -f %s) and connect again",
-				ErrHostKeyChanged, knownhosts.Normalize(addr), key.Type(), ssh.FingerprintSHA256(key),
-				w.Filename, w.Line, w.Key.Type(), ssh.FingerprintSHA256(w.Key),
-				Quote(knownhosts.Normalize(addr)), Quote(w.Filename))
+				host.ErrHostKeyChanged, knownhosts.Normalize(addr), key.Type(), xssh.FingerprintSHA256(key),
+				w.Filename, w.Line, w.Key.Type(), xssh.FingerprintSHA256(w.Key),
+				host.Quote(knownhosts.Normalize(addr)), host.Quote(w.Filename))
 		case k.acceptNew:
 			return k.record(addr, key)
 		default:
 			return fmt.Errorf("%w: %s offers %s %s, which is not in %s; check the fingerprint, then rerun with --accept-new-host-keys (or add it with ssh-keyscan)",
-				ErrHostKeyUnknown, knownhosts.Normalize(addr), key.Type(), ssh.FingerprintSHA256(key), k.file)
+				host.ErrHostKeyUnknown, knownhosts.Normalize(addr), key.Type(), xssh.FingerprintSHA256(key), k.file)
 		}
 	}, nil
 }
 
 // record appends one line for addr in ssh's format. One write with
 // O_APPEND keeps concurrent dials of different hosts from interleaving.
-func (k hostKeys) record(addr string, key ssh.PublicKey) error {
+func (k hostKeys) record(addr string, key xssh.PublicKey) error {
 	if err := os.MkdirAll(filepath.Dir(k.file), 0o700); err != nil {
 		return fmt.Errorf("recording host key: %w", err)
 	}

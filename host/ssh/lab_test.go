@@ -1,4 +1,4 @@
-package host_test
+package ssh_test
 
 import (
 	"context"
@@ -15,23 +15,25 @@ import (
 
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/host/hosttest"
+	sshhost "github.com/pgwarm/pgwarm/host/ssh"
 	"github.com/pgwarm/pgwarm/internal/labtest"
+	"github.com/pgwarm/pgwarm/pg"
 )
 
 // labConfig is how the lab's hosts are reached: by address, with the
 // lab's key and known_hosts, ignoring the operator's ~/.ssh/config.
-func labConfig(lab labtest.Lab, name, user, become string) host.Config {
-	return host.Config{
+func labConfig(lab labtest.Lab, name, user, become string) sshhost.Config {
+	return sshhost.Config{
 		Name: name, Address: lab.Hosts[name], Port: lab.SSHPort, User: user,
 		IdentityFile: lab.KeyFile, KnownHostsFile: lab.KnownHosts, Become: become,
 		SSHConfigFile: "none", ConnectTimeout: 10 * time.Second,
 	}
 }
 
-func labDial(t *testing.T, cfg host.Config) host.Host {
+func labDial(t *testing.T, cfg sshhost.Config) host.Host {
 	t.Helper()
 	t.Setenv("SSH_AUTH_SOCK", "") // only the lab key, whatever the operator's agent holds
-	h, err := host.Dial(context.Background(), cfg)
+	h, err := sshhost.Dial(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,7 @@ func TestLabSudo(t *testing.T) {
 func TestLabBadSudo(t *testing.T) {
 	lab := labtest.Require(t)
 	t.Setenv("SSH_AUTH_SOCK", "")
-	_, err := host.Dial(context.Background(), labConfig(lab, "pg2", lab.NoSudoUser, "sudo"))
+	_, err := sshhost.Dial(context.Background(), labConfig(lab, "pg2", lab.NoSudoUser, "sudo"))
 	want := fmt.Sprintf(`pg2: connect: sudo -n refused: user %q may not run sudo without a password (check /etc/sudoers on pg2)`, lab.NoSudoUser)
 	if !errors.Is(err, host.ErrSudo) || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
@@ -106,7 +108,7 @@ func TestLabDialRun(t *testing.T) {
 	lab := labtest.Require(t)
 	t.Setenv("SSH_AUTH_SOCK", "")
 	ctx := ctxFor(t)
-	h, res, err := host.DialRun(ctx, labConfig(lab, "pg1", lab.User, "sudo"), host.Cmd{Command: "id -un; echo \"$SUDO_USER\"; echo oops >&2; exit 3"})
+	h, res, err := sshhost.DialRun(ctx, labConfig(lab, "pg1", lab.User, "sudo"), host.Cmd{Command: "id -un; echo \"$SUDO_USER\"; echo oops >&2; exit 3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +121,7 @@ func TestLabDialRun(t *testing.T) {
 	}
 
 	for _, c := range []struct{ name, user, become string }{{"root", "root", ""}, {"no become", lab.User, ""}} {
-		h, res, err := host.DialRun(ctx, labConfig(lab, "arch", c.user, c.become), host.Cmd{Command: "id -un"})
+		h, res, err := sshhost.DialRun(ctx, labConfig(lab, "arch", c.user, c.become), host.Cmd{Command: "id -un"})
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -130,8 +132,8 @@ func TestLabDialRun(t *testing.T) {
 	}
 
 	bad := labConfig(lab, "pg2", lab.NoSudoUser, "sudo")
-	_, dialErr := host.Dial(ctx, bad)
-	h, _, err = host.DialRun(ctx, bad, host.Cmd{Command: "echo never"})
+	_, dialErr := sshhost.Dial(ctx, bad)
+	h, _, err = sshhost.DialRun(ctx, bad, host.Cmd{Command: "echo never"})
 	if h != nil || !errors.Is(err, host.ErrSudo) || dialErr == nil || err.Error() != dialErr.Error() {
 		t.Fatalf("DialRun as %s: %v\nwant Dial's error: %v", lab.NoSudoUser, err, dialErr)
 	}
@@ -157,7 +159,7 @@ func TestLabHostKeys(t *testing.T) {
 	dial := func(kh string, acceptNew bool) error {
 		cfg := labConfig(lab, "pg1", "root", "")
 		cfg.KnownHostsFile, cfg.AcceptNewHostKeys = kh, acceptNew
-		h, err := host.Dial(context.Background(), cfg)
+		h, err := sshhost.Dial(context.Background(), cfg)
 		if err == nil {
 			h.Close()
 		}
@@ -226,7 +228,7 @@ func TestLabUnreachable(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "")
 	cfg := labConfig(lab, "pg2", "root", "")
 	cfg.Port = 2 // nothing listens there
-	_, err := host.Dial(context.Background(), cfg)
+	_, err := sshhost.Dial(context.Background(), cfg)
 	want := fmt.Sprintf("pg2: connect: dial tcp %s:2: connect: connection refused", lab.Hosts["pg2"])
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
@@ -241,7 +243,7 @@ func TestLabPgxThroughSSH(t *testing.T) {
 	ctx := ctxFor(t)
 	h := labDial(t, labConfig(lab, "pg1", lab.User, "sudo"))
 	t.Run("tcp 127.0.0.1", func(t *testing.T) {
-		cfg, err := host.PgxConfig(h, fmt.Sprintf("host=127.0.0.1 port=5432 dbname=postgres sslmode=disable user=%s password=%s", lab.PGUser, lab.PGPassword))
+		cfg, err := pg.PgxConfig(h, fmt.Sprintf("host=127.0.0.1 port=5432 dbname=postgres sslmode=disable user=%s password=%s", lab.PGUser, lab.PGPassword))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +260,7 @@ func TestLabPgxThroughSSH(t *testing.T) {
 	t.Run("unix socket", func(t *testing.T) {
 		// The socket is reached as the SSH login user, so peer auth
 		// refuses postgres: the server's own refusal proves the dial.
-		cfg, err := host.PgxConfig(h, "host=/var/run/postgresql port=5432 dbname=postgres user=postgres")
+		cfg, err := pg.PgxConfig(h, "host=/var/run/postgresql port=5432 dbname=postgres user=postgres")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +304,7 @@ Host labpg2
 		lab.Hosts["pg2"], lab.KeyFile, lab.KnownHosts)), 0o600)
 
 	t.Run("alias gives HostName, User, Port, IdentityFile, known_hosts", func(t *testing.T) {
-		h, err := host.Dial(ctx, host.Config{Name: "pg1", Address: "labpg1", SSHConfigFile: conf})
+		h, err := sshhost.Dial(ctx, sshhost.Config{Name: "pg1", Address: "labpg1", SSHConfigFile: conf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +315,7 @@ Host labpg2
 		}
 	})
 	t.Run("explicit config wins over ssh_config", func(t *testing.T) {
-		h, err := host.Dial(ctx, host.Config{Name: "pg1", Address: "labpg1", User: "root", SSHConfigFile: conf})
+		h, err := sshhost.Dial(ctx, sshhost.Config{Name: "pg1", Address: "labpg1", User: "root", SSHConfigFile: conf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,7 +325,7 @@ Host labpg2
 		}
 	})
 	t.Run("ProxyJump", func(t *testing.T) {
-		h, err := host.Dial(ctx, host.Config{Name: "pg2", Address: "labpg2", SSHConfigFile: conf})
+		h, err := sshhost.Dial(ctx, sshhost.Config{Name: "pg2", Address: "labpg2", SSHConfigFile: conf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,7 +337,7 @@ Host labpg2
 		}
 	})
 	t.Run("missing ssh_config file", func(t *testing.T) {
-		_, err := host.Dial(ctx, host.Config{Name: "pg1", Address: "labpg1", SSHConfigFile: filepath.Join(dir, "nope")})
+		_, err := sshhost.Dial(ctx, sshhost.Config{Name: "pg1", Address: "labpg1", SSHConfigFile: filepath.Join(dir, "nope")})
 		if err == nil || !strings.HasPrefix(err.Error(), "pg1: connect: ssh_config: ") {
 			t.Fatalf("err = %v", err)
 		}
@@ -347,7 +349,7 @@ func TestLabPool(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "")
 	bad := labConfig(lab, "arch", "root", "")
 	bad.Name, bad.Port = "ghost", 2
-	pool, err := host.NewPool(labConfig(lab, "pg1", lab.User, "sudo"), labConfig(lab, "pg2", lab.User, "sudo"), labConfig(lab, "arch", "root", ""), bad)
+	pool, err := sshhost.NewPool(labConfig(lab, "pg1", lab.User, "sudo"), labConfig(lab, "pg2", lab.User, "sudo"), labConfig(lab, "arch", "root", ""), bad)
 	if err != nil {
 		t.Fatal(err)
 	}

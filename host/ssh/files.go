@@ -1,4 +1,4 @@
-package host
+package ssh
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/pgwarm/pgwarm/host"
 	"io"
 	"io/fs"
 	"os"
@@ -23,17 +24,10 @@ import (
 // they call exits 66 by itself.
 const exitNotExist = 66
 
-func checkPath(p string) error {
-	if !strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) {
-		return fmt.Errorf("%q is not an absolute path", p)
-	}
-	return nil
-}
-
 // fileErr maps a failed script to an error: fs.ErrNotExist for
 // exitNotExist, fs.ErrPermission when the tool said so.
-func fileErr(p string, res Result) error {
-	msg := strings.TrimSpace(firstLine(res.Stderr))
+func fileErr(p string, res host.Result) error {
+	msg := strings.TrimSpace(host.FirstLine(res.Stderr))
 	switch {
 	case res.ExitCode == exitNotExist && msg != "":
 		return fmt.Errorf("%s: %s: %w", p, msg, fs.ErrNotExist)
@@ -49,22 +43,22 @@ func fileErr(p string, res Result) error {
 }
 
 // fileScript runs an internal script and turns any failure into a *Error.
-func (h *sshHost) fileScript(ctx context.Context, op, p, script string, stdin io.Reader) (Result, error) {
+func (h *sshHost) fileScript(ctx context.Context, op, p, script string, stdin io.Reader) (host.Result, error) {
 	res, err := h.run(ctx, script, stdin, 0)
 	if err != nil {
-		return res, &Error{Host: h.name, Op: op, Err: fmt.Errorf("%s: %w", p, err)}
+		return res, &host.Error{Host: h.name, Op: op, Err: fmt.Errorf("%s: %w", p, err)}
 	}
 	if !res.OK() {
-		return res, &Error{Host: h.name, Op: op, Err: fileErr(p, res)}
+		return res, &host.Error{Host: h.name, Op: op, Err: fileErr(p, res)}
 	}
 	return res, nil
 }
 
 func (h *sshHost) ReadFile(ctx context.Context, p string) ([]byte, error) {
-	if err := checkPath(p); err != nil {
-		return nil, &Error{Host: h.name, Op: "read", Err: err}
+	if err := host.CheckPath(p); err != nil {
+		return nil, &host.Error{Host: h.name, Op: "read", Err: err}
 	}
-	q := Quote(p)
+	q := host.Quote(p)
 	res, err := h.fileScript(ctx, "read", p, fmt.Sprintf("LC_ALL=C; export LC_ALL; [ -e %s ] || exit %d; exec cat -- %s", q, exitNotExist, q), nil)
 	if err != nil {
 		return nil, err
@@ -79,17 +73,17 @@ func (h *sshHost) WriteFile(ctx context.Context, p string, data []byte, mode fs.
 func (h *sshHost) Upload(ctx context.Context, localPath, p string, mode fs.FileMode, owner string) error {
 	f, err := os.Open(localPath)
 	if err != nil {
-		return &Error{Host: h.name, Op: "upload", Err: err}
+		return &host.Error{Host: h.name, Op: "upload", Err: err}
 	}
 	defer f.Close()
 	// Hash first, then stream: the far side refuses to install a file
 	// whose bytes differ from these (a truncated or corrupted transfer).
 	sum := sha256.New()
 	if _, err := io.Copy(sum, f); err != nil {
-		return &Error{Host: h.name, Op: "upload", Err: fmt.Errorf("%s: %w", localPath, err)}
+		return &host.Error{Host: h.name, Op: "upload", Err: fmt.Errorf("%s: %w", localPath, err)}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return &Error{Host: h.name, Op: "upload", Err: fmt.Errorf("%s: %w", localPath, err)}
+		return &host.Error{Host: h.name, Op: "upload", Err: fmt.Errorf("%s: %w", localPath, err)}
 	}
 	return h.write(ctx, "upload", p, f, hex.EncodeToString(sum.Sum(nil)), mode, owner)
 }
@@ -99,7 +93,7 @@ func (h *sshHost) Upload(ctx context.Context, localPath, p string, mode fs.FileM
 // before chmod (chown clears set-id bits), rename, fsync of the directory.
 func writeScript(p string, wantSum string, mode fs.FileMode, owner string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "set -e; LC_ALL=C; export LC_ALL; p=%s; d=%s\n", Quote(p), Quote(path.Dir(p)))
+	fmt.Fprintf(&b, "set -e; LC_ALL=C; export LC_ALL; p=%s; d=%s\n", host.Quote(p), host.Quote(path.Dir(p)))
 	fmt.Fprintf(&b, "[ -d \"$d\" ] || { echo \"directory $d does not exist\" >&2; exit %d; }\n", exitNotExist)
 	b.WriteString("t=$(mktemp \"$d/.pgwarm.XXXXXXXX\")\n")
 	b.WriteString("trap 'rm -f -- \"$t\"' EXIT\n")
@@ -109,7 +103,7 @@ func writeScript(p string, wantSum string, mode fs.FileMode, owner string) strin
 	}
 	b.WriteString("sync -- \"$t\"\n")
 	if owner != "" {
-		fmt.Fprintf(&b, "chown %s \"$t\"\n", Quote(owner))
+		fmt.Fprintf(&b, "chown %s \"$t\"\n", host.Quote(owner))
 	}
 	fmt.Fprintf(&b, "chmod %s \"$t\"\n", octalMode(mode))
 	b.WriteString("mv -fT -- \"$t\" \"$p\"\n")
@@ -119,21 +113,14 @@ func writeScript(p string, wantSum string, mode fs.FileMode, owner string) strin
 }
 
 func (h *sshHost) write(ctx context.Context, op, p string, data io.Reader, wantSum string, mode fs.FileMode, owner string) error {
-	if err := checkPath(p); err != nil {
-		return &Error{Host: h.name, Op: op, Err: err}
+	if err := host.CheckPath(p); err != nil {
+		return &host.Error{Host: h.name, Op: op, Err: err}
 	}
-	if err := checkOwner(owner); err != nil {
-		return &Error{Host: h.name, Op: op, Err: fmt.Errorf("%s: %w", p, err)}
+	if err := host.CheckOwner(owner); err != nil {
+		return &host.Error{Host: h.name, Op: op, Err: fmt.Errorf("%s: %w", p, err)}
 	}
 	_, err := h.fileScript(ctx, op, p, writeScript(p, wantSum, mode, owner), data)
 	return err
-}
-
-func checkOwner(owner string) error {
-	if strings.HasPrefix(owner, "-") || strings.ContainsAny(owner, " \t\n\x00") || strings.Count(owner, ":") > 1 {
-		return fmt.Errorf("bad owner %q (want user or user:group)", owner)
-	}
-	return nil
 }
 
 // octalMode is chmod's notation for mode, set-id and sticky bits included.
@@ -151,34 +138,34 @@ func octalMode(m fs.FileMode) string {
 	return fmt.Sprintf("%04o", n)
 }
 
-func (h *sshHost) Stat(ctx context.Context, p string) (FileInfo, error) {
-	if err := checkPath(p); err != nil {
-		return FileInfo{}, &Error{Host: h.name, Op: "stat", Err: err}
+func (h *sshHost) Stat(ctx context.Context, p string) (host.FileInfo, error) {
+	if err := host.CheckPath(p); err != nil {
+		return host.FileInfo{}, &host.Error{Host: h.name, Op: "stat", Err: err}
 	}
-	q := Quote(p)
+	q := host.Quote(p)
 	script := fmt.Sprintf("LC_ALL=C; export LC_ALL; [ -e %s ] || [ -L %s ] || exit %d; exec stat -c '%%s %%f %%U %%G' -- %s", q, q, exitNotExist, q)
 	res, err := h.fileScript(ctx, "stat", p, script, nil)
 	if err != nil {
-		return FileInfo{}, err
+		return host.FileInfo{}, err
 	}
 	fi, err := parseStat(p, string(res.Stdout))
 	if err != nil {
-		return FileInfo{}, &Error{Host: h.name, Op: "stat", Err: err}
+		return host.FileInfo{}, &host.Error{Host: h.name, Op: "stat", Err: err}
 	}
 	return fi, nil
 }
 
 // parseStat reads `stat -c '%s %f %U %G'`: size, raw mode in hex, owner,
 // group.
-func parseStat(p, out string) (FileInfo, error) {
+func parseStat(p, out string) (host.FileInfo, error) {
 	f := strings.Fields(out)
 	if len(f) != 4 {
-		return FileInfo{}, fmt.Errorf("%s: unexpected stat output %q", p, out)
+		return host.FileInfo{}, fmt.Errorf("%s: unexpected stat output %q", p, out)
 	}
 	size, err1 := strconv.ParseInt(f[0], 10, 64)
 	raw, err2 := strconv.ParseUint(f[1], 16, 32)
 	if err := errors.Join(err1, err2); err != nil {
-		return FileInfo{}, fmt.Errorf("%s: unexpected stat output %q: %w", p, out, err)
+		return host.FileInfo{}, fmt.Errorf("%s: unexpected stat output %q: %w", p, out, err)
 	}
 	mode := fs.FileMode(raw & 0o777)
 	if raw&0o4000 != 0 {
@@ -204,14 +191,14 @@ func parseStat(p, out string) (FileInfo, error) {
 	case 0o060000:
 		mode |= fs.ModeDevice
 	}
-	return FileInfo{Path: p, Size: size, Mode: mode, Owner: f[2], Group: f[3], IsDir: mode.IsDir()}, nil
+	return host.FileInfo{Path: p, Size: size, Mode: mode, Owner: f[2], Group: f[3], IsDir: mode.IsDir()}, nil
 }
 
 func (h *sshHost) SHA256(ctx context.Context, p string) (string, error) {
-	if err := checkPath(p); err != nil {
-		return "", &Error{Host: h.name, Op: "sha256", Err: err}
+	if err := host.CheckPath(p); err != nil {
+		return "", &host.Error{Host: h.name, Op: "sha256", Err: err}
 	}
-	q := Quote(p)
+	q := host.Quote(p)
 	script := fmt.Sprintf("LC_ALL=C; export LC_ALL; [ -e %s ] || exit %d; [ ! -d %s ] || { echo 'is a directory' >&2; exit 1; }; exec sha256sum < %s", q, exitNotExist, q, q)
 	res, err := h.fileScript(ctx, "sha256", p, script, nil)
 	if err != nil {
@@ -219,7 +206,7 @@ func (h *sshHost) SHA256(ctx context.Context, p string) (string, error) {
 	}
 	sum, _, _ := strings.Cut(strings.TrimSpace(string(res.Stdout)), " ")
 	if _, err := hex.DecodeString(sum); err != nil || len(sum) != 64 {
-		return "", &Error{Host: h.name, Op: "sha256", Err: fmt.Errorf("%s: unexpected sha256sum output %q", p, res.Stdout)}
+		return "", &host.Error{Host: h.name, Op: "sha256", Err: fmt.Errorf("%s: unexpected sha256sum output %q", p, res.Stdout)}
 	}
 	return sum, nil
 }

@@ -1,9 +1,10 @@
-package host
+package ssh
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pgwarm/pgwarm/host"
 	"net"
 	"os"
 	"strings"
@@ -11,7 +12,7 @@ import (
 	"time"
 
 	"github.com/melbahja/goph"
-	"golang.org/x/crypto/ssh"
+	xssh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )
 
@@ -21,8 +22,8 @@ type sshHost struct {
 	user     string // login user on the far side
 	sudo     bool   // wrap every command in sudo -n
 	client   *goph.Client
-	jumps    []*ssh.Client // ProxyJump hops, innermost last; closed after client
-	sessions chan struct{} // semaphore: sshd limits sessions per connection
+	jumps    []*xssh.Client // ProxyJump hops, innermost last; closed after client
+	sessions chan struct{}  // semaphore: sshd limits sessions per connection
 	done     chan struct{}
 	close    sync.Once
 	closeErr error
@@ -32,10 +33,10 @@ type sshHost struct {
 // so), SSH handshake with strict host-key checking, public-key auth with
 // ssh-agent and identity files, and for Become "sudo" a `sudo -n true`
 // check. Every error is a *Error with Op "connect".
-func Dial(ctx context.Context, cfg Config) (Host, error) {
+func Dial(ctx context.Context, cfg Config) (host.Host, error) {
 	h, _, err := dial(ctx, cfg, true)
 	if err != nil {
-		return nil, &Error{Host: cfg.Name, Op: "connect", Err: err}
+		return nil, &host.Error{Host: cfg.Name, Op: "connect", Err: err}
 	}
 	return h, nil
 }
@@ -47,10 +48,10 @@ func Dial(ctx context.Context, cfg Config) (Host, error) {
 // let it run; cmd then runs as under Run, except that it inherits
 // LC_ALL=C from the sudo it ran under. On error the connection is closed
 // and Host is nil; a non-zero exit of cmd is not an error (see Run).
-func DialRun(ctx context.Context, cfg Config, cmd Cmd) (Host, Result, error) {
+func DialRun(ctx context.Context, cfg Config, cmd host.Cmd) (host.Host, host.Result, error) {
 	h, deadline, err := dial(ctx, cfg, false)
 	if err != nil {
-		return nil, Result{}, &Error{Host: cfg.Name, Op: "connect", Err: err}
+		return nil, host.Result{}, &host.Error{Host: cfg.Name, Op: "connect", Err: err}
 	}
 	res, sudoPhase, err := h.runFirst(ctx, deadline, cmd)
 	if err != nil {
@@ -59,7 +60,7 @@ func DialRun(ctx context.Context, cfg Config, cmd Cmd) (Host, Result, error) {
 		if sudoPhase {
 			op = "connect"
 		}
-		return nil, res, &Error{Host: cfg.Name, Op: op, Err: err}
+		return nil, res, &host.Error{Host: cfg.Name, Op: op, Err: err}
 	}
 	return h, res, nil
 }
@@ -68,7 +69,7 @@ func DialRun(ctx context.Context, cfg Config, cmd Cmd) (Host, Result, error) {
 // with `sudo -n true`. It returns the connect deadline.
 func dial(ctx context.Context, cfg Config, sudoCheck bool) (*sshHost, time.Time, error) {
 	if cfg.Name == "" {
-		return nil, time.Time{}, errors.New("host.Config has no Name")
+		return nil, time.Time{}, errors.New("ssh.Config has no Name")
 	}
 	if cfg.Become != "" && cfg.Become != "sudo" {
 		return nil, time.Time{}, fmt.Errorf("become %q is not supported (only \"sudo\")", cfg.Become)
@@ -102,7 +103,7 @@ func dialUntil(ctx context.Context, cfg Config, timeout time.Duration, deadline 
 	defer closeAgent()
 
 	// Hops first: each one is dialed through the one before it.
-	var jumps []*ssh.Client
+	var jumps []*xssh.Client
 	fail := func(err error) (*sshHost, error) {
 		for i := len(jumps) - 1; i >= 0; i-- {
 			jumps[i].Close()
@@ -120,7 +121,7 @@ func dialUntil(ctx context.Context, cfg Config, timeout time.Duration, deadline 
 		// A hop's own ProxyJump is not followed (ssh would recurse):
 		// list every hop, outermost first, in the target's ProxyJump.
 		hop.identityFiles = append(hop.identityFiles, target.identityFiles...)
-		var via *ssh.Client
+		var via *xssh.Client
 		if len(jumps) > 0 {
 			via = jumps[len(jumps)-1]
 		}
@@ -130,7 +131,7 @@ func dialUntil(ctx context.Context, cfg Config, timeout time.Duration, deadline 
 		}
 		jumps = append(jumps, c)
 	}
-	var via *ssh.Client
+	var via *xssh.Client
 	if len(jumps) > 0 {
 		via = jumps[len(jumps)-1]
 	}
@@ -169,7 +170,7 @@ func dialUntil(ctx context.Context, cfg Config, timeout time.Duration, deadline 
 }
 
 // connect opens one SSH connection to e, over TCP or through via.
-func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, agentAuth ssh.AuthMethod, timeout, dialTimeout time.Duration) (*ssh.Client, error) {
+func connect(ctx context.Context, via *xssh.Client, e endpoint, acceptNew bool, agentAuth xssh.AuthMethod, timeout, dialTimeout time.Duration) (*xssh.Client, error) {
 	if dialTimeout <= 0 || dialTimeout > timeout {
 		dialTimeout = timeout
 	}
@@ -192,10 +193,10 @@ func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, a
 	// The callback's own error is kept: x/crypto wraps it in "ssh:
 	// handshake failed", which would bury the one line the operator needs.
 	var keyErr error
-	cc := &ssh.ClientConfig{
+	cc := &xssh.ClientConfig{
 		User: e.user,
 		Auth: goph.Auth(auth),
-		HostKeyCallback: func(_ string, remote net.Addr, key ssh.PublicKey) error {
+		HostKeyCallback: func(_ string, remote net.Addr, key xssh.PublicKey) error {
 			keyErr = hkcb(e.knownHostsAddr(), remote, key)
 			return keyErr
 		},
@@ -221,7 +222,7 @@ func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, a
 	// The handshake has no context of its own: closing the connection is
 	// what stops it when ctx ends (deadline or cancel).
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	cc2, chans, reqs, err := ssh.NewClientConn(conn, e.tcpAddr(), cc)
+	cc2, chans, reqs, err := xssh.NewClientConn(conn, e.tcpAddr(), cc)
 	stopped := stop()
 	switch {
 	case keyErr != nil:
@@ -240,22 +241,22 @@ func connect(ctx context.Context, via *ssh.Client, e endpoint, acceptNew bool, a
 		conn.Close()
 		return nil, err
 	}
-	return ssh.NewClient(cc2, chans, reqs), nil
+	return xssh.NewClient(cc2, chans, reqs), nil
 }
 
 // defaultHostKeyAlgos is OpenSSH's preference order (x/crypto's own
 // prefers ECDSA), without certificates, which known_hosts cannot pin here.
 func defaultHostKeyAlgos() []string {
 	return []string{
-		ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
-		ssh.KeyAlgoECDSA256, ssh.KeyAlgoSKECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
-		ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
+		xssh.KeyAlgoED25519, xssh.KeyAlgoSKED25519,
+		xssh.KeyAlgoECDSA256, xssh.KeyAlgoSKECDSA256, xssh.KeyAlgoECDSA384, xssh.KeyAlgoECDSA521,
+		xssh.KeyAlgoRSASHA512, xssh.KeyAlgoRSASHA256,
 	}
 }
 
 // agentSigners returns ssh-agent's keys as an auth method when
 // SSH_AUTH_SOCK is set and reachable, and a func that closes the socket.
-func agentSigners() (ssh.AuthMethod, func()) {
+func agentSigners() (xssh.AuthMethod, func()) {
 	sock := os.Getenv("SSH_AUTH_SOCK")
 	if sock == "" {
 		return nil, func() {}
@@ -264,21 +265,21 @@ func agentSigners() (ssh.AuthMethod, func()) {
 	if err != nil {
 		return nil, func() {} // a stale socket is not fatal: identity files may do
 	}
-	return ssh.PublicKeysCallback(agent.NewClient(c).Signers), func() { c.Close() }
+	return xssh.PublicKeysCallback(agent.NewClient(c).Signers), func() { c.Close() }
 }
 
 // authMethods is the agent, then every identity file that can be read.
 // Only an explicitly configured identity file that is missing or broken is
 // an error; passphrase-protected keys are left to the agent.
-func authMethods(e endpoint, agentAuth ssh.AuthMethod) ([]ssh.AuthMethod, error) {
-	var methods []ssh.AuthMethod
+func authMethods(e endpoint, agentAuth xssh.AuthMethod) ([]xssh.AuthMethod, error) {
+	var methods []xssh.AuthMethod
 	if agentAuth != nil {
 		methods = append(methods, agentAuth)
 	}
-	var signers []ssh.Signer
+	var signers []xssh.Signer
 	for i, f := range e.identityFiles {
 		s, err := goph.GetSigner(f, "")
-		var ppe *ssh.PassphraseMissingError
+		var ppe *xssh.PassphraseMissingError
 		switch {
 		case err == nil:
 			signers = append(signers, s)
@@ -291,7 +292,7 @@ func authMethods(e endpoint, agentAuth ssh.AuthMethod) ([]ssh.AuthMethod, error)
 		}
 	}
 	if len(signers) > 0 {
-		methods = append(methods, ssh.PublicKeys(signers...))
+		methods = append(methods, xssh.PublicKeys(signers...))
 	}
 	if len(methods) == 0 {
 		return nil, fmt.Errorf("no SSH key to offer for %s@%s: set identity_file, or run ssh-agent with SSH_AUTH_SOCK", e.user, e.hostName)
@@ -299,7 +300,7 @@ func authMethods(e endpoint, agentAuth ssh.AuthMethod) ([]ssh.AuthMethod, error)
 	return methods, nil
 }
 
-func describeAuth(e endpoint, agentAuth ssh.AuthMethod) string {
+func describeAuth(e endpoint, agentAuth xssh.AuthMethod) string {
 	var parts []string
 	if agentAuth != nil {
 		parts = append(parts, "ssh-agent keys")
@@ -359,7 +360,7 @@ func (h *sshHost) Close() error {
 		}
 	})
 	if h.closeErr != nil && !errors.Is(h.closeErr, net.ErrClosed) {
-		return &Error{Host: h.name, Op: "close", Err: h.closeErr}
+		return &host.Error{Host: h.name, Op: "close", Err: h.closeErr}
 	}
 	return nil
 }
@@ -379,14 +380,14 @@ func (h *sshHost) DialContext(ctx context.Context, network, addr string) (net.Co
 		err = fmt.Errorf("network %q not supported", network)
 	}
 	if err != nil {
-		return nil, &Error{Host: h.name, Op: "dial", Err: fmt.Errorf("%s %s: %w", network, addr, err)}
+		return nil, &host.Error{Host: h.name, Op: "dial", Err: fmt.Errorf("%s %s: %w", network, addr, err)}
 	}
 	return c, nil
 }
 
-// dialUnix is ssh.Client.Dial("unix") with a context (x/crypto's
+// dialUnix is xssh.Client.Dial("unix") with a context (x/crypto's
 // DialContext only knows "tcp").
-func dialUnix(ctx context.Context, c *ssh.Client, path string) (net.Conn, error) {
+func dialUnix(ctx context.Context, c *xssh.Client, path string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
 		err  error
@@ -408,3 +409,8 @@ func dialUnix(ctx context.Context, c *ssh.Client, path string) (net.Conn, error)
 		return nil, ctx.Err()
 	}
 }
+
+var (
+	_ host.Host     = (*sshHost)(nil)
+	_ host.Streamer = (*sshHost)(nil)
+)

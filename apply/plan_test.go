@@ -1,0 +1,66 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/plan"
+	"github.com/pgwarm/pgwarm/templates"
+)
+
+// apply carries out the plan it was given: on the plan's hosts only, and
+// a file is written only while it is still what the plan observed.
+func TestApplyHoldsToThePlan(t *testing.T) {
+	s, _, _ := bindingState(t)
+	pg2 := host.NewFake("pg2")
+	pg2.Handler = func(host.Cmd) (host.Result, error) { return host.Result{}, nil }
+	s.Hosts["pg2"] = pg2
+	old := []byte("work_mem = '4MB'\n")
+	pg2.SetFile("/etc/x.conf", old, 0o644, "postgres:postgres")
+	p := &plan.Plan{Hosts: []plan.HostPlan{{Name: "pg2", Observed: map[string]string{
+		"/etc/x.conf":   "sha256:" + plan.Hash(old) + " 0644 postgres:postgres",
+		"/etc/new.conf": "absent",
+	}}}}
+	s = NewState(s.Inv, s.Rendered, s.Hosts, s.Facts, Options{Password: "pw", Plan: p}, NewPrinter(&bytes.Buffer{}, false))
+
+	for _, st := range []Step{archiveStep{}, primaryFilesStep{}, primaryRoleStep{}, primaryReloadStep{}, archivingProofStep{}} {
+		if st.(shouldRunner).ShouldRun(s) {
+			t.Errorf("%q runs for a plan of pg2 alone", st.Title())
+		}
+	}
+	if got := s.planned(s.Inv.Standbys()); len(got) != 1 || got[0].Name != "pg2" {
+		t.Errorf("planned standbys %v", got)
+	}
+	if s.inPlan("pg1") || s.inPlan("arch") || !s.inPlan("pg2") {
+		t.Error("inPlan does not follow the plan's hosts")
+	}
+
+	ctx := context.Background()
+	f := templates.File{Path: "/etc/x.conf", Mode: 0o644, Owner: "postgres:postgres", Content: []byte("work_mem = '8MB'\n")}
+	// Changed on the host after the plan: refused, nothing written.
+	pg2.SetFile("/etc/x.conf", []byte("work_mem = '1GB'\n"), 0o644, "postgres:postgres")
+	if _, err := ensureFile(ctx, s, pg2, f); err == nil || !strings.Contains(err.Error(), "pg2: /etc/x.conf changed since the plan observed it") {
+		t.Fatalf("a file changed since the plan: %v", err)
+	}
+	if b, _ := pg2.ReadFile(ctx, "/etc/x.conf"); string(b) != "work_mem = '1GB'\n" {
+		t.Fatalf("written anyway: %q", b)
+	}
+	// As the plan saw it: written, and a second write in the same run
+	// compares with what apply wrote.
+	pg2.SetFile("/etc/x.conf", old, 0o644, "postgres:postgres")
+	if wrote, err := ensureFile(ctx, s, pg2, f); err != nil || !wrote {
+		t.Fatalf("the planned write: %v %v", wrote, err)
+	}
+	f.Content = []byte("work_mem = '16MB'\n")
+	if _, err := ensureFile(ctx, s, pg2, f); err != nil {
+		t.Fatalf("a second write of the run: %v", err)
+	}
+	// Absent when planned, there now: refused.
+	pg2.SetFile("/etc/new.conf", []byte("planted\n"), 0o644, "root:root")
+	if _, err := ensureFile(ctx, s, pg2, templates.File{Path: "/etc/new.conf", Mode: 0o644, Content: []byte("x\n")}); err == nil || !strings.Contains(err.Error(), "absent then") {
+		t.Fatalf("a file that appeared since the plan: %v", err)
+	}
+}
