@@ -561,6 +561,27 @@ func reloadOrRestart(ctx context.Context, s *State, name string) error {
 	if pending == "" {
 		return nil
 	}
+	// The plan decided restart or reload from pg_settings.context (and the
+	// restarts already pending) when it was made; the server agrees, or
+	// apply does not restart a server the operator was not shown it would.
+	if s.Opts.Plan != nil && !s.planRestarts(name) {
+		return fmt.Errorf("%s: after the reload PostgreSQL reports pending_restart for %s, but the plan showed no restart of %s; it was not restarted: run pgwarm plan to see the change, then apply", name, pending, name)
+	}
 	c := NewControl(s.Inv, s.Facts[name].Systemd)
 	return control(ctx, s, h, c, "restart", "pending_restart for "+pending)
+}
+
+// planRestarts reports whether the plan restarts PostgreSQL on host name.
+func (s *State) planRestarts(name string) bool {
+	for _, hp := range s.Opts.Plan.Hosts {
+		if hp.Name != name {
+			continue
+		}
+		for _, c := range hp.Changes {
+			if c.Action == plan.Run && strings.HasPrefix(c.Subject, "restart postgresql") {
+				return true
+			}
+		}
+	}
+	return false
 }
