@@ -17,8 +17,6 @@ import (
 	"github.com/pgwarm/pgwarm/templates"
 )
 
-type factsInstall = facts.Install
-
 func sleepCtx(ctx context.Context, ms int) error {
 	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 	defer t.Stop()
