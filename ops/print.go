@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,15 +13,6 @@ import (
 type Printer struct {
 	W     io.Writer
 	Color bool
-}
-
-// UseColor reports whether f is a terminal and NO_COLOR is unset.
-func UseColor(f *os.File) bool {
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func (p *Printer) paint(code, s string) string {
