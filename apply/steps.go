@@ -188,19 +188,8 @@ func (keysStep) Run(ctx context.Context, s *State) error {
 // private key without its public half for long: a rerun derives it.
 func ensureKey(ctx context.Context, s *State, h host.Host, k templates.File) (string, error) {
 	u, g := splitOwner(k.Owner)
-	q := host.Quote(k.Path)
-	comment := host.Quote("postgres@" + h.Name() + " pgwarm " + s.Inv.Cluster)
-	script := fmt.Sprintf(`set -e
-k=%s
-if [ ! -s "$k" ]; then
-  rm -f "$k.tmp" "$k.tmp.pub"
-  ssh-keygen -q -t ed25519 -N '' -C %s -f "$k.tmp"
-  mv "$k.tmp.pub" "$k.pub"; mv "$k.tmp" "$k"; echo generated >&2
-fi
-[ -s "$k.pub" ] || ssh-keygen -y -f "$k" > "$k.pub"
-chown %s "$k" "$k.pub"; chmod 0600 "$k"; chmod 0644 "$k.pub"
-cat "$k.pub"`, q, comment, host.Quote(u+":"+g))
-	res, err := host.CheckRun(ctx, h, host.Cmd{Command: script})
+	comment := "postgres@" + h.Name() + " pgwarm " + s.Inv.Cluster
+	res, err := host.CheckRun(ctx, h, host.Cmd{Command: script("keygen.sh", k.Path, comment, u+":"+g)})
 	if err != nil {
 		return "", err
 	}
