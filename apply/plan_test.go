@@ -27,7 +27,7 @@ func TestApplyHoldsToThePlan(t *testing.T) {
 	s = NewState(s.Inv, s.Rendered, s.Hosts, s.Facts, Options{Password: "pw", Plan: p}, NewPrinter(&bytes.Buffer{}, false))
 
 	for _, st := range []Step{archiveStep{}, primaryFilesStep{}, primaryRoleStep{}, primaryReloadStep{}, archivingProofStep{}} {
-		if st.(shouldRunner).ShouldRun(s) {
+		if st.(shouldRunner[*State]).ShouldRun(s) {
 			t.Errorf("%q runs for a plan of pg2 alone", st.Title())
 		}
 	}
