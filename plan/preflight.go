@@ -188,7 +188,7 @@ func SeedReason(inv *inventory.Inventory, dd *facts.DataDir, primarySysID string
 		return ""
 	}
 	if incomplete {
-		return "an earlier seed of " + dd.Path + " did not finish: it holds a partial copy"
+		return "an earlier seed did not finish: " + dd.Path + " holds a partial copy"
 	}
 	switch dd.State {
 	case facts.DataDirAbsent:
