@@ -17,7 +17,8 @@ vet:
 
 # Lint, before the tests in CI: formatting, vet, staticcheck (pinned in
 # go.mod as a tool: go tool staticcheck) and shellcheck (Debian's package;
-# warnings and errors) on the project's shell scripts.
+# warnings and errors) on the project's shell scripts and on the scripts
+# apply embeds and runs on hosts (POSIX sh).
 SHELL_SCRIPTS := .ci/run $(wildcard examples/lab/*.sh bench/*/run.sh)
 lint: vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -25,6 +26,7 @@ lint: vet
 	$(GO) tool staticcheck ./...
 	@command -v shellcheck >/dev/null || { echo "lint: shellcheck is not installed (apt-get install shellcheck)"; exit 1; }
 	shellcheck -S warning $(SHELL_SCRIPTS)
+	shellcheck -S warning -s sh apply/scripts/*.sh
 
 # Unit tests: seconds, no Docker.
 test-unit: vet

@@ -33,12 +33,12 @@ hosts:
 	arch := host.NewFake("arch")
 	arch.MkdirAll("/srv/a", 0o700, "postgres:postgres")
 	pg := func(dd *facts.DataDir) facts.Facts {
-		return facts.Facts{Arch: "amd64", Postgres: []facts.Install{{Major: "15"}}, PGUser: &facts.User{Name: "postgres"}, DataDir: dd}
+		return facts.Facts{Root: true, Arch: "amd64", Postgres: []facts.Install{{Major: "15", BinDir: "/usr/lib/postgresql/15/bin"}}, PGUser: &facts.User{Name: "postgres"}, DataDir: dd}
 	}
 	f := map[string]facts.Facts{
 		"pg1":  pg(&facts.DataDir{State: facts.DataDirInitialised, Version: "15", SystemID: "7000000000000000001", WALSegSize: 16 << 20}),
 		"pg2":  pg(&facts.DataDir{State: facts.DataDirEmpty}),
-		"arch": {Arch: "amd64"},
+		"arch": {Root: true, Arch: "amd64", Archive: &facts.Filesystem{Path: "/srv/a", Type: "ext4", AvailBytes: 100 << 30, UsedPct: 10}},
 	}
 	hosts := map[string]host.Host{"pg1": host.NewFake("pg1"), "pg2": host.NewFake("pg2"), "arch": arch}
 	var out bytes.Buffer

@@ -105,9 +105,7 @@ func (lockStep) Run(ctx context.Context, s *State) error {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	mine := Lock{Holder: s.Opts.Holder, PID: os.Getpid(), Started: time.Now(), Run: hex.EncodeToString(rnd[:])}
-	// noclobber makes the redirection O_EXCL: creation is atomic.
-	create := fmt.Sprintf("mkdir -p %s && chmod 0700 %s && ( set -C; cat > %s ) 2>/dev/null || { cat %s; exit 3; }",
-		host.Quote(path.Dir(p)), host.Quote(path.Dir(p)), host.Quote(p), host.Quote(p))
+	create := script("lock-take.sh", p) // atomic: exit 3 and the lock when it exists
 	for attempt := 0; attempt < 2; attempt++ {
 		res, err := h.Run(ctx, host.Cmd{Command: create, Stdin: []byte(mine.String())})
 		if err != nil {
@@ -131,8 +129,8 @@ func (lockStep) Run(ctx context.Context, s *State) error {
 		}
 		s.Out.Hostf(prim, "removing the lock of %s: %s", held.Describe(time.Now()), why)
 		// Remove it only if it is still the lock we judged, then retry once.
-		rm := fmt.Sprintf("[ \"$(cat %s 2>/dev/null)\" = %s ] && rm -f %s; true", host.Quote(p), host.Quote(strings.TrimRight(string(res.Stdout), "\n")), host.Quote(p))
-		if _, err := host.CheckRun(ctx, h, host.Cmd{Command: rm}); err != nil {
+		// (Not removed: another run took it meanwhile; the retry says so.)
+		if _, err := h.Run(ctx, host.Cmd{Command: script("lock-release.sh", p, strings.TrimRight(string(res.Stdout), "\n"))}); err != nil {
 			return err
 		}
 	}
@@ -146,7 +144,7 @@ func (lockStep) CleanUp(ctx context.Context, s *State) {
 	}
 	prim := s.Inv.Primary().Name
 	p := lockPath(s)
-	rm := fmt.Sprintf("[ \"$(cat %s 2>/dev/null)\" = %s ] && rm -f %s", host.Quote(p), host.Quote(strings.TrimRight(s.lockHeld, "\n")), host.Quote(p))
+	rm := script("lock-release.sh", p, strings.TrimRight(s.lockHeld, "\n"))
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if res, err := s.host(prim).Run(ctx, host.Cmd{Command: rm}); err != nil || !res.OK() {

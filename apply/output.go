@@ -27,14 +27,22 @@ func NewPrinter(w io.Writer, terminal bool) *Printer {
 func (p *Printer) Step(n, total int, title string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "[%d/%d] %s\n", n, total, title)
+	fmt.Fprintln(p.w, StepLine(n, total, title))
 }
 
 // StepDone reports how long step n took, so an operator sees where time goes.
 func (p *Printer) StepDone(n, total int, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "[%d/%d] done in %s\n", n, total, d.Round(100*time.Millisecond))
+	fmt.Fprintln(p.w, StepDoneLine(n, total, d))
+}
+
+// StepLine and StepDoneLine are how every workflow (apply, rebuild)
+// announces a step and its end.
+func StepLine(n, total int, title string) string { return fmt.Sprintf("[%d/%d] %s", n, total, title) }
+
+func StepDoneLine(n, total int, d time.Duration) string {
+	return fmt.Sprintf("[%d/%d] done in %s", n, total, d.Round(100*time.Millisecond))
 }
 
 // Hostf prints one line about host.

@@ -27,7 +27,7 @@ func TestApplyHoldsToThePlan(t *testing.T) {
 	s = NewState(s.Inv, s.Rendered, s.Hosts, s.Facts, Options{Password: "pw", Plan: p}, NewPrinter(&bytes.Buffer{}, false))
 
 	for _, st := range []Step{archiveStep{}, primaryFilesStep{}, primaryRoleStep{}, primaryReloadStep{}, archivingProofStep{}} {
-		if st.(shouldRunner).ShouldRun(s) {
+		if st.(shouldRunner[*State]).ShouldRun(s) {
 			t.Errorf("%q runs for a plan of pg2 alone", st.Title())
 		}
 	}
@@ -62,5 +62,44 @@ func TestApplyHoldsToThePlan(t *testing.T) {
 	pg2.SetFile("/etc/new.conf", []byte("planted\n"), 0o644, "root:root")
 	if _, err := ensureFile(ctx, s, pg2, templates.File{Path: "/etc/new.conf", Mode: 0o644, Content: []byte("x\n")}); err == nil || !strings.Contains(err.Error(), "absent then") {
 		t.Fatalf("a file that appeared since the plan: %v", err)
+	}
+}
+
+// After the reload, a restart PostgreSQL asks for that the plan did not
+// show is not made: the operator approved a reload.
+func TestRestartOnlyAsPlanned(t *testing.T) {
+	s, _, _ := bindingState(t)
+	pg1 := host.NewFake("pg1")
+	var restarted bool
+	pg1.Handler = func(c host.Cmd) (host.Result, error) {
+		switch {
+		case strings.Contains(string(c.Stdin), "pending_restart"):
+			return host.Result{Stdout: []byte("shared_buffers\n")}, nil
+		case strings.Contains(c.Command, "restart"):
+			restarted = true
+		}
+		return host.Result{}, nil
+	}
+	s.Hosts["pg1"] = pg1
+	for _, tc := range []struct {
+		what    string
+		subject string
+		ok      bool
+	}{
+		{"plan shows a reload", "reload postgresql: archive_timeout changed", false},
+		{"plan shows the restart", "restart postgresql: shared_buffers pending", true},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			restarted = false
+			p := &plan.Plan{Hosts: []plan.HostPlan{{Name: "pg1", Changes: []plan.Change{{Action: plan.Run, Subject: tc.subject}}}}}
+			st := NewState(s.Inv, s.Rendered, s.Hosts, s.Facts, Options{Password: "pw", Plan: p}, NewPrinter(&bytes.Buffer{}, false))
+			err := reloadOrRestart(context.Background(), st, "pg1")
+			if tc.ok != (err == nil) || restarted != tc.ok {
+				t.Fatalf("err %v, restarted %v", err, restarted)
+			}
+			if err != nil && !strings.Contains(err.Error(), "pending_restart for shared_buffers, but the plan showed no restart of pg1") {
+				t.Errorf("message: %v", err)
+			}
+		})
 	}
 }

@@ -179,15 +179,7 @@ func seedStreamTar(ctx context.Context, s *State, h host.Host) error {
 	base := tarDir(s)
 	dir := path.Join(base, hex.EncodeToString(token))
 	done := path.Join(dir, "done")
-	prep := fmt.Sprintf(`set -e
-base=%[1]s
-mkdir -p "$base"
-left=0
-for d in "$base"/*/; do [ -d "$d" ] || continue; touch "$d/done"; left=1; done
-if [ $left = 1 ]; then sleep 3; fi
-find "$base" -mindepth 1 -delete
-mkdir -m 0700 %[2]s
-chown postgres:postgres %[2]s`, host.Quote(base), host.Quote(dir))
+	prep := script("seedtar-prep.sh", base, dir, "postgres:postgres")
 	if _, err := host.CheckRun(ctx, prim, host.Cmd{Command: prep}); err != nil {
 		return err
 	}

@@ -17,8 +17,6 @@ import (
 	"github.com/pgwarm/pgwarm/templates"
 )
 
-type factsInstall = facts.Install
-
 func sleepCtx(ctx context.Context, ms int) error {
 	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 	defer t.Stop()
@@ -185,20 +183,7 @@ func seed(ctx context.Context, s *State, h host.Host, f facts.Facts) error {
 	dd := s.Paths.DataDir
 	// Stop a pg_basebackup a killed run left behind, then start from an
 	// empty directory behind the marker: a rerun knows the copy is partial.
-	prep := fmt.Sprintf(`set -e
-pidf=%[1]s
-if [ -s "$pidf" ]; then
-  # The seed ran as its own process group (the host layer's setsid): end all of it.
-  p=$(cat "$pidf"); kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true
-  i=0; while kill -0 -- "-$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
-  rm -f "$pidf"
-fi
-mkdir -p %[2]s
-touch %[3]s
-mkdir -p %[4]s
-find %[4]s -mindepth 1 -delete
-chown postgres:postgres %[4]s
-chmod 0700 %[4]s`, host.Quote(seedPID(s)), host.Quote(s.Paths.StateDir), host.Quote(seedMarker(s)), host.Quote(dd))
+	prep := script("seed-prep.sh", seedPID(s), s.Paths.StateDir, seedMarker(s), dd, "postgres:postgres")
 	if _, err := host.CheckRun(ctx, h, host.Cmd{Command: prep}); err != nil {
 		return err
 	}

@@ -52,48 +52,22 @@ type preflightStep struct{}
 func (preflightStep) Title() string { return "preflight: check the hosts before changing anything" }
 
 func (preflightStep) Run(ctx context.Context, s *State) error {
-	var errs []error
-	prim := s.Inv.Primary()
-	pf := s.Facts[prim.Name]
-	for _, h := range s.Inv.PostgresHosts() {
-		f, probed := s.Facts[h.Name]
-		if !probed {
-			continue // outside a limited plan: apply does not touch it
-		}
-		if !hasMajor(f.Postgres, s.Inv.Postgres.Version.String()) {
-			errs = append(errs, fmt.Errorf("%s: PostgreSQL %s is not installed", h.Name, s.Inv.Postgres.Version))
-		}
-		if f.PGUser == nil {
-			errs = append(errs, fmt.Errorf("%s: no postgres OS user", h.Name))
-		}
-		if h.Role == inventory.RoleStandby && f.Arch != pf.Arch {
-			errs = append(errs, fmt.Errorf("%s: architecture %s differs from the primary's %s (%s); WAL is not portable", h.Name, f.Arch, pf.Arch, prim.Name))
-		}
+	// The plan's preflight, on the facts apply was given (one set of
+	// checks and messages, whether a plan was saved or just made), then
+	// what only apply can check: the archive's binding on the host itself,
+	// and the password it is about to write.
+	var limit []string
+	if s.Opts.Plan != nil {
+		limit = s.Opts.Plan.Limit
 	}
-	if pf.DataDir == nil || pf.DataDir.State != "initialised" {
-		st := "unknown"
-		if pf.DataDir != nil {
-			st = string(pf.DataDir.State)
-		}
-		errs = append(errs, fmt.Errorf("%s: the primary has no initialised cluster at %s (%s)", prim.Name, s.Paths.DataDir, st))
-	} else if pf.DataDir.InRecovery {
-		errs = append(errs, fmt.Errorf("%s: the primary is in recovery; is the inventory's primary really the primary?", prim.Name))
-	} else if err := checkBinding(ctx, s); err != nil {
-		errs = append(errs, err)
+	errs := []error{plan.Preflight(plan.Input{Inventory: s.Inv, Rendered: s.Rendered, Facts: s.Facts, Limit: limit})}
+	if pf := s.Facts[s.Inv.Primary().Name]; pf.DataDir != nil && pf.DataDir.State == "initialised" && !pf.DataDir.InRecovery {
+		errs = append(errs, checkBinding(ctx, s))
 	}
 	if s.Opts.Password == "" {
 		errs = append(errs, fmt.Errorf("the environment variable %s (replication.password_env) is not set", s.Inv.Replication.PasswordEnv))
 	}
 	return errors.Join(errs...)
-}
-
-func hasMajor(list []factsInstall, major string) bool {
-	for _, i := range list {
-		if i.Major == major {
-			return true
-		}
-	}
-	return false
 }
 
 // ---- helper binary ----
@@ -214,19 +188,8 @@ func (keysStep) Run(ctx context.Context, s *State) error {
 // private key without its public half for long: a rerun derives it.
 func ensureKey(ctx context.Context, s *State, h host.Host, k templates.File) (string, error) {
 	u, g := splitOwner(k.Owner)
-	q := host.Quote(k.Path)
-	comment := host.Quote("postgres@" + h.Name() + " pgwarm " + s.Inv.Cluster)
-	script := fmt.Sprintf(`set -e
-k=%s
-if [ ! -s "$k" ]; then
-  rm -f "$k.tmp" "$k.tmp.pub"
-  ssh-keygen -q -t ed25519 -N '' -C %s -f "$k.tmp"
-  mv "$k.tmp.pub" "$k.pub"; mv "$k.tmp" "$k"; echo generated >&2
-fi
-[ -s "$k.pub" ] || ssh-keygen -y -f "$k" > "$k.pub"
-chown %s "$k" "$k.pub"; chmod 0600 "$k"; chmod 0644 "$k.pub"
-cat "$k.pub"`, q, comment, host.Quote(u+":"+g))
-	res, err := host.CheckRun(ctx, h, host.Cmd{Command: script})
+	comment := "postgres@" + h.Name() + " pgwarm " + s.Inv.Cluster
+	res, err := host.CheckRun(ctx, h, host.Cmd{Command: script("keygen.sh", k.Path, comment, u+":"+g)})
 	if err != nil {
 		return "", err
 	}
@@ -561,6 +524,27 @@ func reloadOrRestart(ctx context.Context, s *State, name string) error {
 	if pending == "" {
 		return nil
 	}
+	// The plan decided restart or reload from pg_settings.context (and the
+	// restarts already pending) when it was made; the server agrees, or
+	// apply does not restart a server the operator was not shown it would.
+	if s.Opts.Plan != nil && !s.planRestarts(name) {
+		return fmt.Errorf("%s: after the reload PostgreSQL reports pending_restart for %s, but the plan showed no restart of %s; it was not restarted: run pgwarm plan to see the change, then apply", name, pending, name)
+	}
 	c := NewControl(s.Inv, s.Facts[name].Systemd)
 	return control(ctx, s, h, c, "restart", "pending_restart for "+pending)
+}
+
+// planRestarts reports whether the plan restarts PostgreSQL on host name.
+func (s *State) planRestarts(name string) bool {
+	for _, hp := range s.Opts.Plan.Hosts {
+		if hp.Name != name {
+			continue
+		}
+		for _, c := range hp.Changes {
+			if c.Action == plan.Run && strings.HasPrefix(c.Subject, "restart postgresql") {
+				return true
+			}
+		}
+	}
+	return false
 }

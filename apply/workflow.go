@@ -18,21 +18,32 @@ import (
 	"time"
 )
 
-// Step is one phase of the workflow.
-type Step interface {
+// StepOf is one phase of a workflow over state S: apply's (Step, on
+// *State), and rebuild's and promote's in ops, run by the same executor
+// (ExecuteOf) with the same output and the same StepError.
+type StepOf[S any] interface {
 	Title() string
-	Run(ctx context.Context, s *State) error
+	Run(ctx context.Context, s S) error
 }
 
+// Step is one phase of apply's workflow.
+type Step = StepOf[*State]
+
 // shouldRunner is implemented by steps that may have nothing to do.
-type shouldRunner interface {
-	ShouldRun(s *State) bool
+type shouldRunner[S any] interface {
+	ShouldRun(s S) bool
 }
 
 // cleanUpper is implemented by steps that must undo something at the end of
 // the run whether it succeeded or not (releasing the lock).
-type cleanUpper interface {
-	CleanUp(ctx context.Context, s *State)
+type cleanUpper[S any] interface {
+	CleanUp(ctx context.Context, s S)
+}
+
+// StepOutput is where the executor announces steps (Printer, ops.Printer).
+type StepOutput interface {
+	Step(n, total int, title string)
+	StepDone(n, total int, d time.Duration)
 }
 
 // StepError says which step failed and what was done before it.
@@ -40,6 +51,8 @@ type StepError struct {
 	Step string
 	Done []string
 	Err  error
+	// Again is the command that continues from here ("pgwarm apply").
+	Again string
 }
 
 func (e *StepError) Error() string {
@@ -50,17 +63,28 @@ func (e *StepError) Error() string {
 	} else {
 		b.WriteString("\nno step had completed")
 	}
-	b.WriteString("\nevery step is idempotent: run `pgwarm apply` again to continue from here")
+	again := e.Again
+	if again == "" {
+		again = "pgwarm apply"
+	}
+	fmt.Fprintf(&b, "\nevery step is idempotent: run `%s` again to continue from here", again)
 	return b.String()
 }
 
 func (e *StepError) Unwrap() error { return e.Err }
 
-// Execute runs steps in order, stopping at the first failure. Clean-ups of
-// the steps that ran are done in reverse order at the end either way.
+// Execute runs apply's steps (see ExecuteOf).
 func Execute(ctx context.Context, s *State, steps []Step) error {
+	return ExecuteOf(ctx, s, s.Out, "pgwarm apply", steps)
+}
+
+// ExecuteOf runs steps in order, announcing each on out, stopping at the
+// first failure with a *StepError that names again as the way to go on.
+// Clean-ups of the steps that ran are done in reverse order at the end
+// either way.
+func ExecuteOf[S any](ctx context.Context, s S, out StepOutput, again string, steps []StepOf[S]) error {
 	var done []string
-	var cleanups []cleanUpper
+	var cleanups []cleanUpper[S]
 	defer func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
 			// A cancelled ctx must not prevent releasing the lock.
@@ -68,11 +92,11 @@ func Execute(ctx context.Context, s *State, steps []Step) error {
 		}
 	}()
 	for i, st := range steps {
-		if sr, ok := st.(shouldRunner); ok && !sr.ShouldRun(s) {
+		if sr, ok := st.(shouldRunner[S]); ok && !sr.ShouldRun(s) {
 			continue
 		}
-		s.Out.Step(i+1, len(steps), st.Title())
-		if c, ok := st.(cleanUpper); ok {
+		out.Step(i+1, len(steps), st.Title())
+		if c, ok := st.(cleanUpper[S]); ok {
 			cleanups = append(cleanups, c)
 		}
 		t0 := time.Now()
@@ -80,10 +104,10 @@ func Execute(ctx context.Context, s *State, steps []Step) error {
 			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 				err = fmt.Errorf("%w (%v)", err, ctx.Err())
 			}
-			return &StepError{Step: st.Title(), Done: done, Err: err}
+			return &StepError{Step: st.Title(), Done: done, Err: err, Again: again}
 		}
 		done = append(done, st.Title())
-		s.Out.StepDone(i+1, len(steps), time.Since(t0))
+		out.StepDone(i+1, len(steps), time.Since(t0))
 	}
 	return nil
 }

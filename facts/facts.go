@@ -90,6 +90,18 @@ type DataDir struct {
 	// "present", "absent", "lacking" (exists without LOGIN REPLICATION) or
 	// "" (not checked: server down, psql failed).
 	Role string `json:"replication_role,omitempty"`
+	// Settings is what the running server says about restarts; nil when
+	// it was not asked (not running, psql failed, a warm standby that
+	// takes no connections).
+	Settings *ServerSettings `json:"server_settings,omitempty"`
+}
+
+// ServerSettings: the settings whose pg_settings.context is postmaster
+// (they take effect only at a restart), and those already waiting for one
+// (pending_restart: changed in a file and reloaded, not restarted).
+type ServerSettings struct {
+	Postmaster     []string `json:"postmaster"`
+	PendingRestart []string `json:"pending_restart"`
 }
 
 // CurrentTimeline is the timeline the cluster writes (a primary) or last

@@ -475,9 +475,9 @@ func TestParseSum(t *testing.T) {
 // is slow to answer) and its answer, or its failure, still comes back.
 func TestGatherRole(t *testing.T) {
 	for _, c := range []struct{ psql, want string }{
-		{"sleep 0.3; echo present", "present"},
-		{"echo lacking", "lacking"},
-		{"exit 0", "absent"},
+		{"sleep 0.3; echo 'role present'; echo 'postmaster port'; echo 'postmaster wal_level'; echo 'pending wal_level'", "present"},
+		{"echo 'role lacking'", "lacking"},
+		{"echo 'role absent'", "absent"},
 		{"echo 'psql: error: connection refused' >&2; exit 2", ""},
 	} {
 		t.Run(c.want, func(t *testing.T) {
@@ -493,6 +493,15 @@ func TestGatherRole(t *testing.T) {
 			}
 			if f.DataDir.Role != c.want {
 				t.Errorf("role %q, want %q", f.DataDir.Role, c.want)
+			}
+			// What the server says about restarts comes with the role.
+			switch st := f.DataDir.Settings; {
+			case c.want == "" && st != nil:
+				t.Errorf("settings %+v from a psql that failed", st)
+			case c.want == "present" && (st == nil || strings.Join(st.Postmaster, ",") != "port,wal_level" || strings.Join(st.PendingRestart, ",") != "wal_level"):
+				t.Errorf("settings %+v", st)
+			case c.want != "" && st == nil:
+				t.Error("no settings from a psql that answered")
 			}
 			if conf := f.Files[req.Paths[0].Path]; conf.Content == nil || conf.SHA256 == "" {
 				t.Errorf("files not probed beside the role check: %+v", conf)

@@ -55,7 +55,7 @@ if [ -n "$ARCHUSER" ]; then
 fi
 for d in /usr/lib/postgresql/*/bin /usr/pgsql-*/bin; do [ -x "$d/postgres" ] && p pgbin "$d"; done
 case "$BINDIR" in /usr/lib/postgresql/*/bin|/usr/pgsql-*/bin) ;; *) [ -n "$BINDIR" ] && [ -x "$BINDIR/postgres" ] && p pgbinver "$BINDIR" "$("$BINDIR/postgres" -V 2>/dev/null)" ;; esac
-askrole=
+askserver=
 if [ -n "$DATADIR" ]; then
   D=$DATADIR
   if [ ! -e "$D" ]; then p datadir absent
@@ -78,16 +78,20 @@ if [ -n "$DATADIR" ]; then
     # The newest history file in pg_wal is the timeline of a primary that
     # was just promoted, before its first checkpoint updates the control file.
     for h in "$D"/pg_wal/*.history "$D"/pg_xlog/*.history; do [ -f "$h" ] && p walhistory "${h##*/}"; done
-    [ -n "$ROLE" ] && [ -n "$pid" ] && [ -x "$BINDIR/psql" ] && askrole=1
+    [ -n "$pid" ] && [ -x "$BINDIR/psql" ] && askserver=1
   elif [ -z "$(ls -A "$D" 2>/dev/null)" ]; then p datadir empty
   else p datadir other
   fi
 fi
-# role asks the running server, as postgres over the local socket,
-# whether the replication role exists: through setpriv when there is one
-# (no PAM session, unlike runuser), with postgres's HOME as runuser sets it.
-role() {
-  sql="select case when rolcanlogin and rolreplication then 'present' else 'lacking' end from pg_roles where rolname = '$ROLE'"
+# server asks the running server, as postgres over the local socket,
+# whether the replication role exists (when ROLE is set), which settings
+# take effect only at a restart (pg_settings.context postmaster) and which
+# wait for one already (pending_restart): through setpriv when there is
+# one (no PAM session, unlike runuser), with postgres's HOME as runuser
+# sets it. One line each: "role STATE", "postmaster NAME", "pending NAME".
+server() {
+  sql="select 'postmaster ' || name from pg_settings where context = 'postmaster' union all select 'pending ' || name from pg_settings where pending_restart"
+  [ -n "$ROLE" ] && sql="select 'role ' || coalesce((select case when rolcanlogin and rolreplication then 'present' else 'lacking' end from pg_roles where rolname = '$ROLE'), 'absent') union all $sql"
   cd / || return
   export PGCONNECT_TIMEOUT=3
   if command -v setpriv >/dev/null 2>&1; then
@@ -160,12 +164,17 @@ if [ -n "$ARCHIVE" ]; then
   df -PTk "$a" 2>/dev/null | { read -r _; read -r l; p df "$a" "$l"; }
 fi
 }
-if [ -n "$askrole" ]; then
+if [ -n "$askserver" ]; then
   # psql and the backend it starts take a while: the rest of the probe
   # runs meanwhile, its records going straight out on fd 3; only psql's
   # answer is captured.
   exec 3>&1
-  r=$(role & rest >&3; wait $!) && p role "${r:-absent}"
+  if r=$(server & rest >&3; wait $!); then
+    p settingsread 1
+    IFS=$NL; set -f
+    for l in $r; do case $l in "role "*) p role "${l#role }" ;; "postmaster "*) p postmaster "${l#postmaster }" ;; "pending "*) p pending "${l#pending }" ;; esac; done
+    IFS=$DEFIFS; set +f
+  fi
   exec 3>&-
 else
   rest
@@ -307,6 +316,18 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 		case "role":
 			if dd != nil {
 				dd.Role = arg(0)
+			}
+		case "settingsread":
+			if dd != nil {
+				dd.Settings = &ServerSettings{Postmaster: []string{}, PendingRestart: []string{}}
+			}
+		case "postmaster":
+			if dd != nil && dd.Settings != nil {
+				dd.Settings.Postmaster = append(dd.Settings.Postmaster, arg(0))
+			}
+		case "pending":
+			if dd != nil && dd.Settings != nil {
+				dd.Settings.PendingRestart = append(dd.Settings.PendingRestart, arg(0))
 			}
 		case "hostkey":
 			f.HostKeys = append(f.HostKeys, arg(0))

@@ -30,3 +30,10 @@ func Join(args ...string) string {
 	}
 	return strings.Join(q, " ")
 }
+
+// Script is the command that runs body, a POSIX sh script, with args as
+// its positional parameters ($1 ...): values reach the script as
+// arguments, never as shell text spliced into it. $0 is "pgwarm".
+func Script(body string, args ...string) string {
+	return "sh -c " + Quote(body) + " pgwarm " + Join(args...)
+}

@@ -3,10 +3,11 @@ package ops
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pgwarm/pgwarm/apply"
 )
 
 // Printer writes lines about hosts, each starting with the host's name;
@@ -14,15 +15,6 @@ import (
 type Printer struct {
 	W     io.Writer
 	Color bool
-}
-
-// UseColor reports whether f is a terminal and NO_COLOR is unset.
-func UseColor(f *os.File) bool {
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func (p *Printer) paint(code, s string) string {
@@ -35,6 +27,15 @@ func (p *Printer) paint(code, s string) string {
 // Hostf prints one line about a host.
 func (p *Printer) Hostf(name, format string, args ...any) {
 	fmt.Fprintf(p.W, "%s: %s\n", p.paint("1", name), fmt.Sprintf(format, args...))
+}
+
+// Step and StepDone announce a workflow's steps as apply does.
+func (p *Printer) Step(n, total int, title string) {
+	fmt.Fprintln(p.W, apply.StepLine(n, total, title))
+}
+
+func (p *Printer) StepDone(n, total int, d time.Duration) {
+	fmt.Fprintln(p.W, apply.StepDoneLine(n, total, d))
 }
 
 func (p *Printer) health(h Health) string {

@@ -101,89 +101,173 @@ type PromoteOptions struct {
 // archive, ends recovery on the standby, waits until it accepts a write and
 // prints the time from start to that write.
 func Promote(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts PromoteOptions, pr *Printer) error {
-	start := time.Now()
-	r := ObserveRoles(ctx, inv, hosts)
-	plan, err := PlanPromote(r, opts.Target)
+	pm := &promoteRun{inv: inv, hosts: hosts, opts: opts, pr: pr, start: time.Now()}
+	if err := apply.ExecuteOf(ctx, pm, pr, "pgwarm promote "+opts.Target, promoteSteps()); err != nil {
+		return err
+	}
+	// What went wrong after the promotion is reported, not a step's
+	// failure: the new primary is up and nothing can undo that.
+	return errors.Join(pm.errs...)
+}
+
+// promoteSteps is promote's workflow, run by apply's executor. A failure
+// before the promotion stops it (never a promotion next to a primary that
+// was not fenced); after it, each remaining step still runs and says what
+// is left to fix.
+func promoteSteps() []apply.StepOf[*promoteRun] {
+	return []apply.StepOf[*promoteRun]{pmCheck{}, pmFence{}, pmGrant{}, pmPromote{}, pmAfter{}}
+}
+
+// promoteRun is one promotion's state, filled in step by step; the phase
+// times are measured from start.
+type promoteRun struct {
+	inv   *inventory.Inventory
+	hosts Hosts
+	opts  PromoteOptions
+	pr    *Printer
+	start time.Time
+
+	r                         *Report
+	plan                      PromotePlan
+	observed, fenced, granted time.Duration
+	next                      uint32 // the timeline the target's key may push while it promotes
+	out                       string // the promote script's output
+	newTLI                    uint32
+	errs                      []error // after the promotion: reported at the end
+}
+
+type pmCheck struct{}
+
+func (pmCheck) Title() string {
+	return "check the roles: who is primary, who is promoted, who is fenced"
+}
+
+func (pmCheck) Run(ctx context.Context, pm *promoteRun) error {
+	pm.r = ObserveRoles(ctx, pm.inv, pm.hosts)
+	plan, err := PlanPromote(pm.r, pm.opts.Target)
 	if err != nil {
 		return err
 	}
-	observed := time.Since(start)
+	pm.plan, pm.observed = plan, time.Since(pm.start)
 	for _, name := range plan.Unfenceable {
-		pr.Hostf(name, "could not be fenced: unreachable (%s); it must not start again as a primary: rebuild it with `pgwarm rebuild %s` once it is back", r.Row(name).Error, name)
+		pm.pr.Hostf(name, "could not be fenced: unreachable (%s); it must not start again as a primary: rebuild it with `pgwarm rebuild %s` once it is back", pm.r.Row(name).Error, name)
 	}
-	var errs []error
-	for _, name := range plan.Fence {
-		if err := fence(ctx, inv, hosts, name, pr); err != nil {
+	return nil
+}
+
+type pmFence struct{}
+
+func (pmFence) Title() string { return "fence the old primary (stop it, no automatic start)" }
+
+func (pmFence) ShouldRun(pm *promoteRun) bool { return len(pm.plan.Fence) > 0 }
+
+func (pmFence) Run(ctx context.Context, pm *promoteRun) error {
+	for _, name := range pm.plan.Fence {
+		if err := fence(ctx, pm.inv, pm.hosts, name, pm.pr); err != nil {
 			// Promoting next to a primary we failed to stop is split brain.
-			return fmt.Errorf("%w; not promoting %s while %s may still accept writes", err, plan.Target, name)
+			return fmt.Errorf("%w; not promoting %s while %s may still accept writes", err, pm.plan.Target, name)
 		}
 	}
-	fenced := time.Since(start)
-	// Until it is out of recovery the target must still read the archive
-	// (the segments the fenced primary archived last, and the history files
-	// that decide its new timeline); right after, it pushes its new
-	// timeline. So it may do both until the promotion is done.
-	// Its key may push the timeline PostgreSQL will pick: one past the
-	// newest history file archived from the target's timeline up.
+	pm.fenced = time.Since(pm.start)
+	return nil
+}
+
+type pmGrant struct{}
+
+func (pmGrant) Title() string {
+	return "archive access: the target may push the timeline it is about to create"
+}
+
+// Run: until it is out of recovery the target must still read the archive
+// (the segments the fenced primary archived last, and the history files
+// that decide its new timeline); right after, it pushes its new timeline.
+// So it may do both until the promotion is done. Its key may push the
+// timeline PostgreSQL will pick: one past the newest history file archived
+// from the target's timeline up. A failure here is reported at the end:
+// the promotion itself can go on.
+func (pmGrant) Run(ctx context.Context, pm *promoteRun) error {
+	if pm.fenced == 0 {
+		pm.fenced = pm.observed
+	}
 	next := uint32(0)
-	if t := r.Row(plan.Target); t != nil {
+	if t := pm.r.Row(pm.plan.Target); t != nil {
 		next = t.Timeline
 	}
-	next, err = nextTimeline(ctx, inv, hosts, plan.Target, next)
+	next, err := nextTimeline(ctx, pm.inv, pm.hosts, pm.plan.Target, next)
 	if err != nil {
-		errs = append(errs, err)
-	} else if err := grantArchive(ctx, inv, hosts, plan.Target, promotingRights(next), pr); err != nil {
-		errs = append(errs, err) // the promotion itself can go on; say what to fix
+		pm.errs = append(pm.errs, err)
+	} else if err := grantArchive(ctx, pm.inv, pm.hosts, pm.plan.Target, promotingRights(next), pm.pr); err != nil {
+		pm.errs = append(pm.errs, err)
 	}
-	h, err := hosts.Get(ctx, plan.Target)
+	pm.next, pm.granted = next, time.Since(pm.start)
+	return nil
+}
+
+type pmPromote struct{}
+
+func (pmPromote) Title() string { return "promote the target and wait for its first write" }
+
+func (pmPromote) Run(ctx context.Context, pm *promoteRun) error {
+	target, opts := pm.plan.Target, pm.opts
+	h, err := pm.hosts.Get(ctx, target)
 	if err != nil {
 		return err
 	}
-	granted := time.Since(start)
-	res, err := h.Run(ctx, host.Cmd{Command: promoteScript(inv, plan.Target, opts.WriteTimeout), Timeout: opts.WriteTimeout + 30*time.Second})
+	res, err := h.Run(ctx, host.Cmd{Command: promoteScript(pm.inv, target, opts.WriteTimeout), Timeout: opts.WriteTimeout + 30*time.Second})
 	if err != nil {
 		return err
 	}
-	took := time.Since(start)
+	took := time.Since(pm.start)
 	out := strings.TrimSpace(string(res.Stdout))
+	pm.out = out
 	if !res.OK() {
-		return &host.Error{Host: plan.Target, Err: fmt.Errorf("promotion failed (exit %d): %s %s", res.ExitCode, lastLine(out), firstLine(res.Stderr))}
+		return &host.Error{Host: target, Err: fmt.Errorf("promotion failed (exit %d): %s %s", res.ExitCode, lastLine(out), firstLine(res.Stderr))}
 	}
 	if from, to, ok := parseResumed(out); ok {
-		pr.Hostf(plan.Target, "replay was paused at %s: resumed it and replayed to %s before the promotion, so nothing archived is left out (to promote at the paused point instead, run pg_ctl promote on the host)", from, to)
+		pm.pr.Hostf(target, "replay was paused at %s: resumed it and replayed to %s before the promotion, so nothing archived is left out (to promote at the paused point instead, run pg_ctl promote on the host)", from, to)
 	}
 	f := strings.Split(lastLine(out), "|")
 	tl := "?"
-	var newTLI uint32
 	if len(f) == 2 {
 		if v, err := strconv.ParseUint(f[1], 16, 32); err == nil && v > 0 {
-			newTLI = uint32(v)
+			pm.newTLI = uint32(v)
 			tl = strconv.FormatUint(v, 10)
 		}
 	}
 	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	phases := "promote and write " + ms(took-granted).String()
+	phases := "promote and write " + ms(took-pm.granted).String()
 	if req, wrote, ok := parsePhases(out); ok {
 		// What the script did not measure is the ssh round trip around it.
-		phases = fmt.Sprintf("request %s, promotion and first write %s, ssh %s", req, wrote, ms(took-granted-req-wrote))
+		phases = fmt.Sprintf("request %s, promotion and first write %s, ssh %s", req, wrote, ms(took-pm.granted-req-wrote))
 	}
-	pr.Hostf(plan.Target, "promoted: accepts writes on timeline %s, %s after the command started (first write in pgwarm.promotions acknowledged; observe %s, fence %s, archive access %s, %s)",
-		tl, ms(took), ms(observed), ms(fenced-observed), ms(granted-fenced), phases)
+	pm.pr.Hostf(target, "promoted: accepts writes on timeline %s, %s after the command started (first write in pgwarm.promotions acknowledged; observe %s, fence %s, archive access %s, %s)",
+		tl, ms(took), ms(pm.observed), ms(pm.fenced-pm.observed), ms(pm.granted-pm.fenced), phases)
+	return nil
+}
+
+type pmAfter struct{}
+
+func (pmAfter) Title() string {
+	return "after the promotion: archive rights of the new timeline, late fencing, the inventory"
+}
+
+func (pmAfter) Run(ctx context.Context, pm *promoteRun) error {
+	inv, target := pm.inv, pm.plan.Target
 	switch {
-	case len(errs) > 0:
-	case newTLI == 0:
-		errs = append(errs, fmt.Errorf("%s: promoted, but its new timeline could not be read (%q); its archive key keeps %s until `pgwarm apply` with the updated inventory writes its timeline", plan.Target, lastLine(out), promotingRights(next)))
+	case len(pm.errs) > 0:
+	case pm.newTLI == 0:
+		pm.errs = append(pm.errs, fmt.Errorf("%s: promoted, but its new timeline could not be read (%q); its archive key keeps %s until `pgwarm apply` with the updated inventory writes its timeline", target, lastLine(pm.out), promotingRights(pm.next)))
 	default:
-		errs = append(errs, grantArchive(ctx, inv, hosts, plan.Target, templates.ArchiveRightsPrimary(strconv.FormatUint(uint64(newTLI), 10)), pr))
+		pm.errs = append(pm.errs, grantArchive(ctx, inv, pm.hosts, target, templates.ArchiveRightsPrimary(strconv.FormatUint(uint64(pm.newTLI), 10)), pm.pr))
 	}
-	for _, name := range plan.Unfenceable {
-		errs = append(errs, lateFence(ctx, inv, name, opts, pr))
+	for _, name := range pm.plan.Unfenceable {
+		pm.errs = append(pm.errs, lateFence(ctx, inv, name, pm.opts, pm.pr))
 	}
-	if strings.Contains(out, "trigger removed") {
-		pr.Hostf(plan.Target, "removed the stale trigger file %s", inv.Replication.TriggerFile)
+	if strings.Contains(pm.out, "trigger removed") {
+		pm.pr.Hostf(target, "removed the stale trigger file %s", inv.Replication.TriggerFile)
 	}
-	errs = append(errs, inventoryChange(inv, plan.Target, opts.UpdateInventory, pr))
-	return errors.Join(errs...)
+	pm.errs = append(pm.errs, inventoryChange(inv, target, pm.opts.UpdateInventory, pm.pr))
+	return nil
 }
 
 // fence stops host name fast and keeps it from starting on its own. A

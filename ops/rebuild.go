@@ -186,147 +186,223 @@ type RebuildOptions struct {
 
 // Rebuild turns target into a standby of the current primary.
 func Rebuild(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts RebuildOptions, pr *Printer) error {
-	start := time.Now()
 	switch opts.Method {
 	case MethodAuto, MethodRewind, MethodBasebackup:
 	default:
 		return fmt.Errorf("--method %q: want auto, rewind or basebackup", opts.Method)
 	}
-	r := Observe(ctx, inv, hosts)
-	Evaluate(r, inv.Replication.Mode, DefaultThresholds())
-	d, err := CheckRebuild(r, opts.Target)
+	rb := &rebuildRun{inv: inv, hosts: hosts, opts: opts, pr: pr, start: time.Now(), name: opts.Target}
+	return apply.ExecuteOf(ctx, rb, pr, "pgwarm rebuild "+opts.Target, rebuildSteps())
+}
+
+// rebuildSteps is rebuild's workflow, run by apply's executor: each step
+// reads and writes the run's state; the whole is run again after a
+// failure (every step finds what the last run left and goes on from it).
+func rebuildSteps() []apply.StepOf[*rebuildRun] {
+	return []apply.StepOf[*rebuildRun]{rbCheck{}, rbStop{}, rbChoose{}, rbRewind{}, rbBaseBackup{}, rbConfigure{}, rbVerify{}}
+}
+
+// rebuildRun is one rebuild's state, filled in step by step.
+type rebuildRun struct {
+	inv   *inventory.Inventory
+	hosts Hosts
+	opts  RebuildOptions
+	pr    *Printer
+	start time.Time
+
+	name, prim string // the target, and the primary it follows
+	d          RebuildDecision
+	h, ph      host.Host
+	primTL     uint32
+	stopOut    string
+	sysid      string
+	ckErr      error // the primary's checkpoint for pg_rewind; fails only the rewind
+	cd         ControlData
+	method     string
+	sinv       *inventory.Inventory // the inventory as observed: prim primary, name a standby
+	st         *apply.State
+	t0         time.Time
+	copied     time.Duration
+}
+
+type rbCheck struct{}
+
+func (rbCheck) Title() string { return "check the target and the primary it will follow" }
+
+func (rbCheck) Run(ctx context.Context, rb *rebuildRun) error {
+	r := Observe(ctx, rb.inv, rb.hosts)
+	Evaluate(r, rb.inv.Replication.Mode, DefaultThresholds())
+	d, err := CheckRebuild(r, rb.name)
 	if err != nil {
 		return err
 	}
-	name, prim := opts.Target, d.Primary
-	primRow := r.Row(prim)
-	pr.Hostf(name, "rebuilding as a standby of %s (timeline %d)", prim, primRow.Timeline)
-	ph, err := hosts.Get(ctx, prim)
-	if err != nil {
+	rb.d, rb.prim = d, d.Primary
+	rb.primTL = r.Row(rb.prim).Timeline
+	rb.pr.Hostf(rb.name, "rebuilding as a standby of %s (timeline %d)", rb.prim, rb.primTL)
+	if rb.ph, err = rb.hosts.Get(ctx, rb.prim); err != nil {
 		return err
 	}
-	h, err := hosts.Get(ctx, name)
-	if err != nil {
+	if rb.h, err = rb.hosts.Get(ctx, rb.name); err != nil {
 		return err
 	}
 	if d.FenceStale {
-		pr.Hostf(name, "accepts writes on timeline %d while %s is the primary on timeline %d: a former primary that came back; fencing it now (its writes since the failover cannot be kept)",
-			r.Row(name).Timeline, prim, primRow.Timeline)
+		rb.pr.Hostf(rb.name, "accepts writes on timeline %d while %s is the primary on timeline %d: a former primary that came back; fencing it now (its writes since the failover cannot be kept)",
+			r.Row(rb.name).Timeline, rb.prim, rb.primTL)
 	}
-	// At the same time: the target stops and prints its control file; the
-	// primary gives its system identifier and, unless a base backup was
-	// asked for, checkpoints for pg_rewind (see checkpointForRewind), which
-	// so costs no time of its own. A failed checkpoint fails only the rewind.
-	var stopOut, sysid string
-	var ckErr error
-	err = host.ParallelNames(ctx, 0, []string{name, prim}, func(ctx context.Context, n string) error {
-		if n == prim {
-			res, err := host.CheckRun(ctx, ph, host.Cmd{Command: Psql(inv, "SELECT system_identifier FROM pg_control_system()"), Timeout: 30 * time.Second})
+	return nil
+}
+
+type rbStop struct{}
+
+func (rbStop) Title() string {
+	return "stop the target and read its control file; the primary's system identifier"
+}
+
+// Run does both hosts at once: the target stops and prints its control
+// file; the primary gives its system identifier and, unless a base
+// backup was asked for, checkpoints for pg_rewind (see
+// checkpointForRewind), which so costs no time of its own.
+func (rbStop) Run(ctx context.Context, rb *rebuildRun) error {
+	inv := rb.inv
+	err := host.ParallelNames(ctx, 0, []string{rb.name, rb.prim}, func(ctx context.Context, n string) error {
+		if n == rb.prim {
+			res, err := host.CheckRun(ctx, rb.ph, host.Cmd{Command: Psql(inv, "SELECT system_identifier FROM pg_control_system()"), Timeout: 30 * time.Second})
 			if err != nil {
 				return err
 			}
-			sysid = strings.TrimSpace(string(res.Stdout))
-			if opts.Method != MethodBasebackup {
-				ckErr = checkpointForRewind(ctx, inv, ph)
+			rb.sysid = strings.TrimSpace(string(res.Stdout))
+			if rb.opts.Method != MethodBasebackup {
+				rb.ckErr = checkpointForRewind(ctx, inv, rb.ph)
 			}
 			return nil
 		}
-		res, err := h.Run(ctx, host.Cmd{Command: stopScript(inv, d.FenceStale) + "\n" + controlDataScript(inv), Timeout: 5 * time.Minute})
+		res, err := rb.h.Run(ctx, host.Cmd{Command: stopScript(inv, rb.d.FenceStale) + "\n" + controlDataScript(inv), Timeout: 5 * time.Minute})
 		if err != nil {
 			return err
 		}
 		if !res.OK() {
 			return fmt.Errorf("stopping PostgreSQL failed (exit %d): %s", res.ExitCode, firstLine(res.Stderr))
 		}
-		stopOut = string(res.Stdout)
+		rb.stopOut = string(res.Stdout)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if l, ok := lineWith(stopOut, "stopped "); ok {
-		pr.Hostf(name, "%s", l)
+	if l, ok := lineWith(rb.stopOut, "stopped "); ok {
+		rb.pr.Hostf(rb.name, "%s", l)
 	}
-	cd := ParseControlData(stopOut)
-	method, why, err := ChooseMethod(opts.Method, inv.Postgres.Version, cd, sysid)
-	if err != nil {
-		return &host.Error{Host: name, Err: err}
-	}
-	pr.Hostf(name, "method %s: %s", method, why)
+	rb.cd = ParseControlData(rb.stopOut)
+	return nil
+}
 
-	// apply's standby code, on the inventory as observed: prim primary, name a standby.
-	sinv := withPrimary(inv, prim)
-	if inv.Primary().Name != prim {
-		pr.Hostf(prim, "is the primary but %s names %s: using %s; inventory change to make: %s primary, %s standby (pgwarm promote --update-inventory does it)",
-			inv.File, inv.Primary().Name, prim, prim, inv.Primary().Name)
-	}
-	st, err := applyState(ctx, sinv, hosts, name, prim, opts.Password, pr.W)
+type rbChoose struct{}
+
+func (rbChoose) Title() string { return "choose pg_rewind or a base backup" }
+
+func (rbChoose) Run(ctx context.Context, rb *rebuildRun) error {
+	method, why, err := ChooseMethod(rb.opts.Method, rb.inv.Postgres.Version, rb.cd, rb.sysid)
 	if err != nil {
+		return &host.Error{Host: rb.name, Err: err}
+	}
+	rb.method = method
+	rb.pr.Hostf(rb.name, "method %s: %s", method, why)
+	// apply's standby code, on the inventory as observed.
+	rb.sinv = withPrimary(rb.inv, rb.prim)
+	if rb.inv.Primary().Name != rb.prim {
+		rb.pr.Hostf(rb.prim, "is the primary but %s names %s: using %s; inventory change to make: %s primary, %s standby (pgwarm promote --update-inventory does it)",
+			rb.inv.File, rb.inv.Primary().Name, rb.prim, rb.prim, rb.inv.Primary().Name)
+	}
+	rb.st, err = applyState(ctx, rb.sinv, rb.hosts, rb.name, rb.prim, rb.opts.Password, rb.pr.W)
+	rb.t0 = time.Now()
+	return err
+}
+
+type rbRewind struct{}
+
+func (rbRewind) Title() string { return "pg_rewind the target onto the primary's timeline" }
+
+func (rbRewind) ShouldRun(rb *rebuildRun) bool { return rb.method == MethodRewind }
+
+// Run does both hosts at once again: the primary grants pg_rewind its
+// functions while the target gets its standby settings and, after a crash
+// or an immediate stop, finishes its crash recovery. With --method auto a
+// failed rewind falls back to a base backup (the next step).
+func (rbRewind) Run(ctx context.Context, rb *rebuildRun) error {
+	inv, name := rb.inv, rb.name
+	err := host.ParallelNames(ctx, 0, []string{name, rb.prim}, func(ctx context.Context, n string) error {
+		if n == rb.prim {
+			if rb.ckErr != nil {
+				return rb.ckErr
+			}
+			return grantRewind(ctx, inv, rb.ph)
+		}
+		if err := writeSettings(ctx, rb.sinv, rb.st, rb.h); err != nil {
+			return err
+		}
+		if rb.cd.CleanlyShutDown() {
+			return nil
+		}
+		rb.pr.Hostf(name, "data directory state %q: finishing crash recovery in single-user mode first (pg_rewind needs a clean shutdown)", rb.cd.State)
+		rc, err := recoverSingleUser(ctx, inv, rb.h)
+		rb.cd = rc
+		return err
+	})
+	if err == nil {
+		err = rewind(ctx, inv, rb.h, rb.ph, rb.cd, rb.prim, rb.pr)
+	}
+	if err != nil && rb.opts.Method == MethodAuto {
+		rb.pr.Hostf(name, "pg_rewind failed (%v); falling back to a base backup", err)
+		rb.method, rb.t0 = MethodBasebackup, time.Now()
+		return nil
+	}
+	if err == nil {
+		rb.copied = time.Since(rb.t0)
+	}
+	return err
+}
+
+type rbBaseBackup struct{}
+
+func (rbBaseBackup) Title() string { return "seed the target from a base backup of the primary" }
+
+func (rbBaseBackup) ShouldRun(rb *rebuildRun) bool { return rb.method == MethodBasebackup }
+
+func (rbBaseBackup) Run(ctx context.Context, rb *rebuildRun) error {
+	if err := apply.Reseed(ctx, rb.st, rb.name); err != nil {
 		return err
 	}
-	t0 := time.Now()
-	if method == MethodRewind {
-		// Again both hosts at once: the primary grants pg_rewind its
-		// functions while the target gets its standby settings and, after
-		// a crash or an immediate stop, finishes its crash recovery.
-		err = host.ParallelNames(ctx, 0, []string{name, prim}, func(ctx context.Context, n string) error {
-			if n == prim {
-				if ckErr != nil {
-					return ckErr
-				}
-				return grantRewind(ctx, inv, ph)
-			}
-			if err := writeSettings(ctx, sinv, st, h); err != nil {
-				return err
-			}
-			if cd.CleanlyShutDown() {
-				return nil
-			}
-			pr.Hostf(name, "data directory state %q: finishing crash recovery in single-user mode first (pg_rewind needs a clean shutdown)", cd.State)
-			rc, err := recoverSingleUser(ctx, inv, h)
-			cd = rc
-			return err
-		})
-		if err == nil {
-			err = rewind(ctx, inv, h, ph, cd, prim, pr)
-		}
-		if err != nil && opts.Method == MethodAuto {
-			pr.Hostf(name, "pg_rewind failed (%v); falling back to a base backup", err)
-			method, err = MethodBasebackup, nil
-			t0 = time.Now()
-		} else if err != nil {
-			return err
-		}
-	}
-	if method == MethodBasebackup {
-		// A first pg_basebackup into a directory just emptied on the lab's
-		// overlayfs has been seen to fail with "File exists"; a second
-		// attempt (apply empties the directory again) succeeds.
-		if err := apply.Reseed(ctx, st, name); err != nil {
-			pr.Hostf(name, "base backup failed (%v); retrying once", err)
-			if err := apply.Reseed(ctx, st, name); err != nil {
-				return err
-			}
-		}
-	}
-	copied := time.Since(t0)
-	// Only files whose content depends on the role: the others (.pgpass,
-	// ssh keys and known_hosts) were written by apply and are the same for
-	// a primary and a standby.
+	rb.copied = time.Since(rb.t0)
+	return nil
+}
+
+type rbConfigure struct{}
+
+func (rbConfigure) Title() string { return "standby settings, automatic start, start in recovery" }
+
+// Run writes only the files whose content depends on the role: the
+// others (.pgpass, ssh keys and known_hosts) were written by apply and
+// are the same for a primary and a standby.
+func (rbConfigure) Run(ctx context.Context, rb *rebuildRun) error {
 	keep := func(f templates.File) bool { return !f.Secret && len(f.NeedsKeys) == 0 && len(f.NeedsHostKeys) == 0 }
-	if res, err := h.Run(ctx, host.Cmd{Command: autostartScript(inv, true)}); err != nil {
+	if res, err := rb.h.Run(ctx, host.Cmd{Command: autostartScript(rb.inv, true)}); err != nil {
 		return err
 	} else if l, ok := lineWith(string(res.Stdout), "autostart "); ok {
-		pr.Hostf(name, "automatic start re-enabled (%s)", strings.TrimPrefix(l, "autostart "))
+		rb.pr.Hostf(rb.name, "automatic start re-enabled (%s)", strings.TrimPrefix(l, "autostart "))
 	}
-	if err := apply.ConfigureStandby(ctx, st, name, keep); err != nil {
-		return err
+	return apply.ConfigureStandby(ctx, rb.st, rb.name, keep)
+}
+
+type rbVerify struct{}
+
+func (rbVerify) Title() string { return "prove the target replays the primary's WAL" }
+
+func (rbVerify) Run(ctx context.Context, rb *rebuildRun) error {
+	if err := verifyOn(ctx, rb.inv, rb.hosts, rb.prim, []string{rb.name}, rb.opts.VerifyTimeout, rb.pr); err != nil {
+		return fmt.Errorf("%w (rebuilt with %s, but not proven to replay)", err, rb.method)
 	}
-	if err := verifyOn(ctx, inv, hosts, prim, []string{name}, opts.VerifyTimeout, pr); err != nil {
-		return fmt.Errorf("%w (rebuilt with %s, but not proven to replay)", err, method)
-	}
-	pr.Hostf(name, "rebuilt as a standby of %s with %s in %s (%s %s)", prim, method, time.Since(start).Round(100*time.Millisecond),
-		map[string]string{MethodRewind: "pg_rewind", MethodBasebackup: "base backup"}[method], copied.Round(100*time.Millisecond))
+	rb.pr.Hostf(rb.name, "rebuilt as a standby of %s with %s in %s (%s %s)", rb.prim, rb.method, time.Since(rb.start).Round(100*time.Millisecond),
+		map[string]string{MethodRewind: "pg_rewind", MethodBasebackup: "base backup"}[rb.method], rb.copied.Round(100*time.Millisecond))
 	return nil
 }
 

@@ -217,3 +217,25 @@ func TestSingleUserScriptKeepsArchiving(t *testing.T) {
 		t.Errorf("single-user recovery on 12:\n%s", s)
 	}
 }
+
+// Rebuild is a step list run by apply's executor: the method chosen
+// decides which copy step runs, and a failed rewind under --method auto
+// hands over to the base backup step.
+func TestRebuildSteps(t *testing.T) {
+	steps := rebuildSteps()
+	var titles []string
+	for _, s := range steps {
+		titles = append(titles, s.Title())
+	}
+	if len(steps) != 7 || titles[3] != (rbRewind{}).Title() || titles[4] != (rbBaseBackup{}).Title() {
+		t.Fatalf("steps %q", titles)
+	}
+	rb := &rebuildRun{method: MethodRewind}
+	if !(rbRewind{}).ShouldRun(rb) || (rbBaseBackup{}).ShouldRun(rb) {
+		t.Error("rewind chosen: the rewind step alone copies")
+	}
+	rb.method = MethodBasebackup // what a failed rewind under auto sets
+	if (rbRewind{}).ShouldRun(rb) || !(rbBaseBackup{}).ShouldRun(rb) {
+		t.Error("base backup chosen: the base backup step alone copies")
+	}
+}

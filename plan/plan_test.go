@@ -331,3 +331,52 @@ func TestResolveTimelines(t *testing.T) {
 		t.Errorf("an unknown timeline must not make the file look changed")
 	}
 }
+
+// Restart or reload is what the running server says (pg_settings.context
+// postmaster), pgwarm's table only when it was not asked; settings already
+// pending a restart make one.
+func TestRestartFromServerSettings(t *testing.T) {
+	const conf = "/etc/postgresql/15/main/pgwarm.conf"
+	drift := func(t *testing.T, ss *facts.ServerSettings) Input {
+		in := goldenInput(t, filepath.Join("..", "testdata", "plan", "applied"))
+		in.Facts = clone(t, in.Facts)
+		fi := in.Facts["pg1"].Files[conf]
+		text := strings.Replace(*fi.Content, "archive_timeout = '60'", "archive_timeout = '300'", 1)
+		if text == *fi.Content {
+			t.Fatal("no archive_timeout line to drift")
+		}
+		fi.Content, fi.SHA256 = &text, Hash([]byte(text))
+		in.Facts["pg1"].Files[conf] = fi
+		in.Facts["pg1"].DataDir.Settings = ss
+		return in
+	}
+	action := func(t *testing.T, in Input) string {
+		p, err := Compute(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var subjects []string
+		for _, c := range p.Hosts[0].Changes {
+			if c.Action == Run {
+				subjects = append(subjects, c.Subject)
+			}
+		}
+		return strings.Join(subjects, "; ")
+	}
+	for _, tc := range []struct {
+		what string
+		ss   *facts.ServerSettings
+		want string
+	}{
+		{"server not asked: pgwarm's table", nil, "reload postgresql: archive_timeout changed"},
+		{"server says sighup", &facts.ServerSettings{Postmaster: []string{"port"}}, "reload postgresql: archive_timeout changed"},
+		{"server says postmaster", &facts.ServerSettings{Postmaster: []string{"archive_timeout"}}, "restart postgresql: archive_timeout changed"},
+		{"a restart pending already", &facts.ServerSettings{PendingRestart: []string{"shared_buffers"}}, "restart postgresql: shared_buffers pending"},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			if got := action(t, drift(t, tc.ss)); got != tc.want {
+				t.Errorf("actions %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

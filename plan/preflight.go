@@ -188,7 +188,7 @@ func SeedReason(inv *inventory.Inventory, dd *facts.DataDir, primarySysID string
 		return ""
 	}
 	if incomplete {
-		return "an earlier seed of " + dd.Path + " did not finish: it holds a partial copy"
+		return "an earlier seed did not finish: " + dd.Path + " holds a partial copy"
 	}
 	switch dd.State {
 	case facts.DataDirAbsent:
@@ -242,10 +242,33 @@ func postgresActions(in Input, h inventory.Host, f facts.Facts, seed bool, files
 		return append(out, Change{Action: Run, Kind: KindAction, Subject: "start postgresql", Reason: why})
 	}
 	restart, reload := restartOrReload(in, f, files)
+	var pending []string // waiting for a restart already (changed outside pgwarm, reloaded)
+	if dd.Settings != nil {
+		for _, n := range dd.Settings.PendingRestart {
+			if !slices.Contains(restart, n) {
+				pending = append(pending, n)
+			}
+		}
+	}
 	switch {
-	case len(restart) > 0:
-		out = append(out, Change{Action: Run, Kind: KindAction, Subject: "restart postgresql: " + strings.Join(restart, ", ") + " changed",
-			Reason: "these settings take effect only at server start"})
+	case len(restart) > 0 || len(pending) > 0:
+		subject, why := "restart postgresql:", ""
+		if len(restart) > 0 {
+			subject += " " + strings.Join(restart, ", ") + " changed"
+			why = "these settings take effect only at server start"
+			if dd.Settings != nil {
+				why += " (pg_settings.context is postmaster)"
+			}
+		}
+		if len(pending) > 0 {
+			if len(restart) > 0 {
+				subject += ";"
+				why += "; "
+			}
+			subject += " " + strings.Join(pending, ", ") + " pending"
+			why += "the server reports pending_restart for these already: changed in its files outside this plan"
+		}
+		out = append(out, Change{Action: Run, Kind: KindAction, Subject: subject, Reason: why})
 	case len(reload) > 0:
 		out = append(out, Change{Action: Run, Kind: KindAction, Subject: "reload postgresql: " + strings.Join(reload, ", ") + " changed"})
 	}
@@ -275,8 +298,12 @@ func restartOrReload(in Input, f facts.Facts, files []Change) (restart, reload [
 	before := effective(content(p.MainConfig, false), p.ConfigDir, p.SettingsFile, content(p.SettingsFile, false))
 	after := effective(content(p.MainConfig, true), p.ConfigDir, p.SettingsFile, content(p.SettingsFile, true))
 	changed := changedSettings(before, after, v)
+	var ss *facts.ServerSettings
+	if f.DataDir != nil {
+		ss = f.DataDir.Settings
+	}
 	for _, n := range changed {
-		if needsRestart(n, v) {
+		if restartSetting(n, v, ss) {
 			restart = append(restart, n)
 		} else {
 			reload = append(reload, n)

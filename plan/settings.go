@@ -1,6 +1,9 @@
 package plan
 
 import (
+	"slices"
+
+	"github.com/pgwarm/pgwarm/facts"
 	"path"
 	"sort"
 	"strings"
@@ -190,6 +193,17 @@ func boolValue(s string) (bool, bool) {
 
 // needsRestart reports whether a change of the setting only takes effect at
 // server start (context postmaster in pg_settings) on major v.
+// restartSetting reports whether a change of name takes a restart: what
+// the running server says (ss: the settings whose pg_settings.context is
+// postmaster), else pgwarm's own table for version v (the server is not
+// running, or takes no connections).
+func restartSetting(name string, v inventory.Version, ss *facts.ServerSettings) bool {
+	if ss != nil {
+		return slices.Contains(ss.Postmaster, name)
+	}
+	return needsRestart(name, v)
+}
+
 func needsRestart(name string, v inventory.Version) bool {
 	switch name {
 	case "archive_mode", "wal_level", "wal_log_hints", "max_wal_senders", "max_replication_slots",

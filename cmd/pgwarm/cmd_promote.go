@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"time"
 
 	"github.com/pgwarm/pgwarm/inventory"
@@ -43,7 +42,7 @@ func promoteAction(c *cli.Context) error {
 		return err
 	}
 	defer pool.Close()
-	p := &ops.Printer{W: c.App.Writer, Color: c.App.Writer == os.Stdout && ops.UseColor(os.Stdout)}
+	p := &ops.Printer{W: c.App.Writer, Color: colour(c.App.Writer)}
 	return ops.Promote(c.Context, inv, pool, ops.PromoteOptions{
 		Target: c.Args().First(), WriteTimeout: c.Duration("timeout"), UpdateInventory: c.Bool("update-inventory"),
 		LateFence: c.Duration("late-fence"), Redial: redial(c, inv),

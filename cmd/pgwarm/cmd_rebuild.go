@@ -40,7 +40,7 @@ func rebuildAction(c *cli.Context) error {
 		return err
 	}
 	defer pool.Close()
-	p := &ops.Printer{W: c.App.Writer, Color: c.App.Writer == os.Stdout && ops.UseColor(os.Stdout)}
+	p := &ops.Printer{W: c.App.Writer, Color: colour(c.App.Writer)}
 	return ops.Rebuild(c.Context, inv, pool, ops.RebuildOptions{
 		Target: c.Args().First(), Method: c.String("method"), VerifyTimeout: c.Duration("timeout"),
 		Password: os.Getenv(inv.Replication.PasswordEnv),

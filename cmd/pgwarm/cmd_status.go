@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/ops"
@@ -48,7 +47,7 @@ func statusAction(c *cli.Context) error {
 			return err
 		}
 	} else {
-		p := &ops.Printer{W: c.App.Writer, Color: c.App.Writer == os.Stdout && ops.UseColor(os.Stdout)}
+		p := &ops.Printer{W: c.App.Writer, Color: colour(c.App.Writer)}
 		p.Table(r)
 	}
 	if code := r.Health.ExitCode(); code != 0 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"time"
 
 	"github.com/pgwarm/pgwarm/inventory"
@@ -29,6 +28,6 @@ func verifyAction(c *cli.Context) error {
 		return err
 	}
 	defer pool.Close()
-	p := &ops.Printer{W: c.App.Writer, Color: c.App.Writer == os.Stdout && ops.UseColor(os.Stdout)}
+	p := &ops.Printer{W: c.App.Writer, Color: colour(c.App.Writer)}
 	return ops.Verify(c.Context, inv, pool, c.Duration("timeout"), p)
 }
