@@ -266,6 +266,9 @@ func (s *State) filesFor(name string, keep func(templates.File) bool) []template
 func ensureAll(ctx context.Context, s *State, h host.Host, files []templates.File) (bool, error) {
 	conf := false
 	for _, f := range files {
+		if !s.plannedPath(h.Name(), f.Path) {
+			continue // the plan shows no change here: apply makes none
+		}
 		var wrote bool
 		var err error
 		switch {
@@ -299,7 +302,7 @@ func removeTwins(ctx context.Context, s *State, h host.Host) error {
 		keep[f.Path] = true
 	}
 	for _, f := range s.Rendered.Hosts[h.Name()] {
-		if !keep[f.Path] {
+		if !keep[f.Path] && s.plannedPath(h.Name(), f.Path) {
 			if err := removeFile(ctx, s, h, f.Path, "the job runs with the other scheduler here"); err != nil {
 				return err
 			}

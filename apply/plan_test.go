@@ -103,3 +103,25 @@ func TestRestartOnlyAsPlanned(t *testing.T) {
 		})
 	}
 }
+
+// apply writes the files the plan changes and no other, even one that
+// differs from what the inventory renders.
+func TestApplyWritesOnlyPlannedFiles(t *testing.T) {
+	s, _, _ := bindingState(t)
+	pg2 := host.NewFake("pg2")
+	pg2.Handler = func(host.Cmd) (host.Result, error) { return host.Result{}, nil }
+	s.Hosts["pg2"] = pg2
+	p := &plan.Plan{Hosts: []plan.HostPlan{{Name: "pg2", Observed: map[string]string{"/etc/a": "absent", "/etc/b": "absent"},
+		Changes: []plan.Change{{Action: plan.Create, Path: "/etc/a"}}}}}
+	s = NewState(s.Inv, s.Rendered, s.Hosts, s.Facts, Options{Password: "pw", Plan: p}, NewPrinter(&bytes.Buffer{}, false))
+	files := []templates.File{{Path: "/etc/a", Mode: 0o644, Content: []byte("a\n")}, {Path: "/etc/b", Mode: 0o644, Content: []byte("b\n")}}
+	if _, err := ensureAll(context.Background(), s, pg2, files); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg2.ReadFile(context.Background(), "/etc/a"); err != nil {
+		t.Error("the planned file was not written")
+	}
+	if _, err := pg2.ReadFile(context.Background(), "/etc/b"); err == nil {
+		t.Error("a file the plan shows no change of was written")
+	}
+}

@@ -161,6 +161,11 @@ func (standbySeedStep) Run(ctx context.Context, s *State) error {
 			s.Out.Hostf(sb.Name, "already seeded from %s (system identifier %s)", prim.Name, f.DataDir.SystemID)
 			continue
 		}
+		if s.Opts.Plan != nil && !s.plannedAction(sb.Name, "seed ") {
+			// Replacing a data directory is the one change apply never
+			// makes unannounced.
+			return fmt.Errorf("%s: needs a seed now (%s), which the plan did not show; its data directory was not touched: run pgwarm plan again", sb.Name, why)
+		}
 		s.Out.Hostf(sb.Name, "seeding: %s", why)
 		s.mu.Lock()
 		s.seeded[sb.Name] = true // the data directory's files are the base backup's from here on

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/pgwarm/pgwarm/facts"
@@ -86,6 +87,50 @@ func (s *State) inPlan(name string) bool {
 	}
 	_, ok := s.observed[name]
 	return ok
+}
+
+// plannedPath reports whether the plan changes path on host (created,
+// modified, removed, or installed): apply writes only those. Without a
+// plan, every path. A data directory replaced by a seed in this run is
+// written whole, as the seed left it to be: the plan compared its files
+// with the directory the seed replaced.
+func (s *State) plannedPath(hostName, p string) bool {
+	if s.Opts.Plan == nil {
+		return true
+	}
+	s.mu.Lock()
+	seeded := s.seeded[hostName]
+	s.mu.Unlock()
+	if seeded && strings.HasPrefix(p, s.Paths.DataDir+"/") {
+		return true
+	}
+	for _, hp := range s.Opts.Plan.Hosts {
+		if hp.Name != hostName {
+			continue
+		}
+		for _, c := range hp.Changes {
+			if c.Path == p {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// plannedAction reports whether the plan has a one-shot action on host
+// whose subject starts with prefix ("seed ", "restart postgresql").
+func (s *State) plannedAction(hostName, prefix string) bool {
+	for _, hp := range s.Opts.Plan.Hosts {
+		if hp.Name != hostName {
+			continue
+		}
+		for _, c := range hp.Changes {
+			if c.Action == plan.Run && strings.HasPrefix(c.Subject, prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // planned returns the hosts of list apply may change, in list's order.

@@ -535,16 +535,4 @@ func reloadOrRestart(ctx context.Context, s *State, name string) error {
 }
 
 // planRestarts reports whether the plan restarts PostgreSQL on host name.
-func (s *State) planRestarts(name string) bool {
-	for _, hp := range s.Opts.Plan.Hosts {
-		if hp.Name != name {
-			continue
-		}
-		for _, c := range hp.Changes {
-			if c.Action == plan.Run && strings.HasPrefix(c.Subject, "restart postgresql") {
-				return true
-			}
-		}
-	}
-	return false
-}
+func (s *State) planRestarts(name string) bool { return s.plannedAction(name, "restart postgresql") }
