@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgwarm/pgwarm/host"
+	"github.com/pgwarm/pgwarm/inventory"
 )
 
 // Lock is the content of the apply lock on the primary. It is created with
@@ -21,11 +22,16 @@ type Lock struct {
 	PID     int       // pgwarm's process id there
 	Started time.Time // when the run took the lock
 	Run     string    // random id: only the run that wrote it removes it
+	Cmd     string    // the pgwarm command that holds it (apply, rebuild); "" in older locks: apply
 }
 
 // String is the file format: one key=value per line.
 func (l Lock) String() string {
-	return fmt.Sprintf("holder=%s\npid=%d\nstarted=%s\nrun=%s\n", l.Holder, l.PID, l.Started.UTC().Format(time.RFC3339), l.Run)
+	out := fmt.Sprintf("holder=%s\npid=%d\nstarted=%s\nrun=%s\n", l.Holder, l.PID, l.Started.UTC().Format(time.RFC3339), l.Run)
+	if l.Cmd != "" {
+		out += "cmd=" + l.Cmd + "\n"
+	}
+	return out
 }
 
 // ParseLock reads a lock file; unknown lines are ignored.
@@ -42,6 +48,8 @@ func ParseLock(b []byte) Lock {
 			l.Started, _ = time.Parse(time.RFC3339, v)
 		case "run":
 			l.Run = v
+		case "cmd":
+			l.Cmd = v
 		}
 	}
 	return l
@@ -84,11 +92,24 @@ type LockError struct {
 	Host, Path string
 	Holder     Lock
 	Now        time.Time
+	By         string // the command refused ("apply", "rebuild"); "" means apply
 }
 
 func (e *LockError) Error() string {
-	return fmt.Sprintf("%s: another pgwarm apply holds the lock %s: %s; if that run is dead (its machine crashed), remove the lock with `pgwarm apply --force-unlock`",
-		e.Host, e.Path, e.Holder.Describe(e.Now))
+	by := e.By
+	if by == "" {
+		by = "apply"
+	}
+	return fmt.Sprintf("%s: another pgwarm %s holds the lock %s: %s; if that run is dead (its machine crashed), remove the lock with `pgwarm %s --force-unlock`",
+		e.Host, e.Holder.command(), e.Path, e.Holder.Describe(e.Now), by)
+}
+
+// command is the pgwarm command holding l.
+func (l Lock) command() string {
+	if l.Cmd == "" {
+		return "apply"
+	}
+	return l.Cmd
 }
 
 // lockStep takes the lock on the primary and releases it at the end.
@@ -96,61 +117,86 @@ type lockStep struct{}
 
 func (lockStep) Title() string { return "lock: take the apply lock on the primary" }
 
-func lockPath(s *State) string { return path.Join(s.Paths.StateDir, "apply.lock") }
+func lockPath(s *State) string { return LockPath(s.Inv) }
+
+// LockPath is the lock every run that changes a cluster's hosts takes
+// (apply, rebuild) in the state directory of the host it locks on.
+func LockPath(inv *inventory.Inventory) string { return path.Join(inv.Paths().StateDir, "apply.lock") }
 
 func (lockStep) Run(ctx context.Context, s *State) error {
-	prim := s.Inv.Primary().Name
-	h := s.host(prim)
-	p := lockPath(s)
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	mine := Lock{Holder: s.Opts.Holder, PID: os.Getpid(), Started: time.Now(), Run: hex.EncodeToString(rnd[:])}
-	create := script("lock-take.sh", p) // atomic: exit 3 and the lock when it exists
-	for attempt := 0; attempt < 2; attempt++ {
-		res, err := h.Run(ctx, host.Cmd{Command: create, Stdin: []byte(mine.String())})
-		if err != nil {
-			return err
-		}
-		if res.OK() {
-			s.lockHeld = mine.String()
-			s.Out.Hostf(prim, "lock %s taken", p)
-			return nil
-		}
-		if res.ExitCode != 3 {
-			return fmt.Errorf("%s: creating %s: %s", prim, p, strings.TrimSpace(string(res.Stderr)))
-		}
-		held := ParseLock(res.Stdout)
-		if DecideLock(held, s.Opts.Holder, s.Opts.PidAlive, s.Opts.ForceUnlock) == LockRefuse || attempt > 0 {
-			return &LockError{Host: prim, Path: p, Holder: held, Now: time.Now()}
-		}
-		why := "its process is gone"
-		if s.Opts.ForceUnlock {
-			why = "--force-unlock"
-		}
-		s.Out.Hostf(prim, "removing the lock of %s: %s", held.Describe(time.Now()), why)
-		// Remove it only if it is still the lock we judged, then retry once.
-		// (Not removed: another run took it meanwhile; the retry says so.)
-		if _, err := h.Run(ctx, host.Cmd{Command: script("lock-release.sh", p, strings.TrimRight(string(res.Stdout), "\n"))}); err != nil {
-			return err
-		}
-	}
-	return nil
+	held, err := TakeLock(ctx, s.host(s.Inv.Primary().Name), lockPath(s), LockOptions{Holder: s.Opts.Holder, PidAlive: s.Opts.PidAlive, ForceUnlock: s.Opts.ForceUnlock}, s.Out)
+	s.lockHeld = held
+	return err
 }
 
 // CleanUp releases the lock, but only the one this run wrote.
 func (lockStep) CleanUp(ctx context.Context, s *State) {
-	if s.lockHeld == "" {
-		return
+	if s.lockHeld != "" && ReleaseLock(ctx, s.host(s.Inv.Primary().Name), lockPath(s), s.lockHeld, s.Out) {
+		s.lockHeld = ""
 	}
-	prim := s.Inv.Primary().Name
-	p := lockPath(s)
-	rm := script("lock-release.sh", p, strings.TrimRight(s.lockHeld, "\n"))
+}
+
+// LockOptions say who takes a lock and how a held one is judged.
+type LockOptions struct {
+	Cmd         string // the pgwarm command taking it ("" means apply)
+	Holder      string // user@host of this run
+	PidAlive    func(pid int) bool
+	ForceUnlock bool
+}
+
+// hostPrinter is what the lock says its doing through (Printer, ops.Printer).
+type hostPrinter interface {
+	Hostf(host, format string, args ...any)
+}
+
+// TakeLock creates the lock p on h for this run and returns what it wrote
+// (for ReleaseLock). A lock of another run is refused with a *LockError,
+// unless that run is provably dead (this operator's, its process gone) or
+// o.ForceUnlock: then it is removed, if still the one judged, and taken.
+func TakeLock(ctx context.Context, h host.Host, p string, o LockOptions, out hostPrinter) (string, error) {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	mine := Lock{Holder: o.Holder, PID: os.Getpid(), Started: time.Now(), Run: hex.EncodeToString(rnd[:]), Cmd: o.Cmd}
+	create := script("lock-take.sh", p) // atomic: exit 3 and the lock when it exists
+	for attempt := 0; attempt < 2; attempt++ {
+		res, err := h.Run(ctx, host.Cmd{Command: create, Stdin: []byte(mine.String())})
+		if err != nil {
+			return "", err
+		}
+		if res.OK() {
+			out.Hostf(h.Name(), "lock %s taken", p)
+			return mine.String(), nil
+		}
+		if res.ExitCode != 3 {
+			return "", fmt.Errorf("%s: creating %s: %s", h.Name(), p, strings.TrimSpace(string(res.Stderr)))
+		}
+		held := ParseLock(res.Stdout)
+		if DecideLock(held, o.Holder, o.PidAlive, o.ForceUnlock) == LockRefuse || attempt > 0 {
+			return "", &LockError{Host: h.Name(), Path: p, Holder: held, Now: time.Now(), By: o.Cmd}
+		}
+		why := "its process is gone"
+		if o.ForceUnlock {
+			why = "--force-unlock"
+		}
+		out.Hostf(h.Name(), "removing the lock of %s: %s", held.Describe(time.Now()), why)
+		// Remove it only if it is still the lock we judged, then retry once.
+		// (Not removed: another run took it meanwhile; the retry says so.)
+		if _, err := h.Run(ctx, host.Cmd{Command: script("lock-release.sh", p, strings.TrimRight(string(res.Stdout), "\n"))}); err != nil {
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+// ReleaseLock removes the lock p on h if it still holds what this run
+// wrote (held); it reports whether it did, and says so when it could not.
+func ReleaseLock(ctx context.Context, h host.Host, p, held string, out hostPrinter) bool {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if res, err := s.host(prim).Run(ctx, host.Cmd{Command: rm}); err != nil || !res.OK() {
-		s.Out.Hostf(prim, "warning: could not release the lock %s; remove it by hand or use --force-unlock next time", p)
-		return
+	if res, err := h.Run(ctx, host.Cmd{Command: script("lock-release.sh", p, strings.TrimRight(held, "\n"))}); err != nil || !res.OK() {
+		out.Hostf(h.Name(), "warning: could not release the lock %s; remove it by hand or use --force-unlock next time", p)
+		return false
 	}
-	s.lockHeld = ""
-	s.Out.Hostf(prim, "lock %s released", p)
+	out.Hostf(h.Name(), "lock %s released", p)
+	return true
 }

@@ -3,8 +3,10 @@ package apply
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgwarm/pgwarm/host"
 	"github.com/pgwarm/pgwarm/plan"
@@ -123,5 +125,21 @@ func TestApplyWritesOnlyPlannedFiles(t *testing.T) {
 	}
 	if _, err := pg2.ReadFile(context.Background(), "/etc/b"); err == nil {
 		t.Error("a file the plan shows no change of was written")
+	}
+}
+
+// The lock is shared by apply and rebuild: a lock another live run holds
+// refuses either, naming the holder's command and the way out for this one.
+func TestLockSharedByCommands(t *testing.T) {
+	held := Lock{Holder: "op@laptop", PID: 4242, Started: time.Now().Add(-time.Minute), Run: "abc", Cmd: "apply"}
+	h := host.NewFake("pg1")
+	h.Handler = func(host.Cmd) (host.Result, error) {
+		return host.Result{ExitCode: 3, Stdout: []byte(held.String())}, nil
+	}
+	_, err := TakeLock(context.Background(), h, "/var/lib/pgwarm/main/apply.lock",
+		LockOptions{Cmd: "rebuild", Holder: "me@desk", PidAlive: func(int) bool { return true }}, NewPrinter(&bytes.Buffer{}, false))
+	var le *LockError
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), "another pgwarm apply holds the lock") || !strings.Contains(err.Error(), "`pgwarm rebuild --force-unlock`") {
+		t.Fatalf("err = %v", err)
 	}
 }

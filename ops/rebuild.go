@@ -182,6 +182,9 @@ type RebuildOptions struct {
 	Method        string
 	VerifyTimeout time.Duration
 	Password      string // the replication password, for rendering .pgpass (not written by rebuild)
+	// Lock: rebuild takes apply's lock on the primary it follows, so an
+	// apply and a rebuild of the same cluster never run at once.
+	Lock apply.LockOptions
 }
 
 // Rebuild turns target into a standby of the current primary.
@@ -199,7 +202,7 @@ func Rebuild(ctx context.Context, inv *inventory.Inventory, hosts Hosts, opts Re
 // reads and writes the run's state; the whole is run again after a
 // failure (every step finds what the last run left and goes on from it).
 func rebuildSteps() []apply.StepOf[*rebuildRun] {
-	return []apply.StepOf[*rebuildRun]{rbCheck{}, rbStop{}, rbChoose{}, rbRewind{}, rbBaseBackup{}, rbConfigure{}, rbVerify{}}
+	return []apply.StepOf[*rebuildRun]{rbCheck{}, rbLock{}, rbStop{}, rbChoose{}, rbRewind{}, rbBaseBackup{}, rbConfigure{}, rbVerify{}}
 }
 
 // rebuildRun is one rebuild's state, filled in step by step.
@@ -221,6 +224,7 @@ type rebuildRun struct {
 	method     string
 	sinv       *inventory.Inventory // the inventory as observed: prim primary, name a standby
 	st         *apply.State
+	lockHeld   string // the lock this run wrote on the primary, for release
 	t0         time.Time
 	copied     time.Duration
 }
@@ -250,6 +254,27 @@ func (rbCheck) Run(ctx context.Context, rb *rebuildRun) error {
 			r.Row(rb.name).Timeline, rb.prim, rb.primTL)
 	}
 	return nil
+}
+
+type rbLock struct{}
+
+func (rbLock) Title() string { return "lock: take the apply lock on the primary" }
+
+func (rbLock) Run(ctx context.Context, rb *rebuildRun) error {
+	o := rb.opts.Lock
+	if o.Cmd == "" {
+		o.Cmd = "rebuild"
+	}
+	held, err := apply.TakeLock(ctx, rb.ph, apply.LockPath(rb.inv), o, rb.pr)
+	rb.lockHeld = held
+	return err
+}
+
+// CleanUp releases the lock this run took, whatever happened after.
+func (rbLock) CleanUp(ctx context.Context, rb *rebuildRun) {
+	if rb.lockHeld != "" && apply.ReleaseLock(ctx, rb.ph, apply.LockPath(rb.inv), rb.lockHeld, rb.pr) {
+		rb.lockHeld = ""
+	}
 }
 
 type rbStop struct{}

@@ -227,7 +227,7 @@ func TestRebuildSteps(t *testing.T) {
 	for _, s := range steps {
 		titles = append(titles, s.Title())
 	}
-	if len(steps) != 7 || titles[3] != (rbRewind{}).Title() || titles[4] != (rbBaseBackup{}).Title() {
+	if len(steps) != 8 || titles[1] != (rbLock{}).Title() || titles[4] != (rbRewind{}).Title() || titles[5] != (rbBaseBackup{}).Title() {
 		t.Fatalf("steps %q", titles)
 	}
 	rb := &rebuildRun{method: MethodRewind}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/pgwarm/pgwarm/apply"
 	"github.com/pgwarm/pgwarm/inventory"
 	"github.com/pgwarm/pgwarm/ops"
 	"github.com/urfave/cli/v2"
@@ -22,6 +23,7 @@ func rebuildCommand() *cli.Command {
 		Flags: append([]cli.Flag{inventoryFlag(),
 			&cli.StringFlag{Name: "method", Value: "auto", Usage: "auto|rewind|basebackup"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "wait at most `D` for the rebuilt standby to replay the canary"},
+			&cli.BoolFlag{Name: "force-unlock", Usage: "remove an apply lock on the primary left by a run that is known to be dead"},
 		}, sshFlags()...),
 		Action: rebuildAction,
 	}
@@ -44,5 +46,6 @@ func rebuildAction(c *cli.Context) error {
 	return ops.Rebuild(c.Context, inv, pool, ops.RebuildOptions{
 		Target: c.Args().First(), Method: c.String("method"), VerifyTimeout: c.Duration("timeout"),
 		Password: os.Getenv(inv.Replication.PasswordEnv),
+		Lock:     apply.LockOptions{Cmd: "rebuild", Holder: holder(), PidAlive: pidAlive, ForceUnlock: c.Bool("force-unlock")},
 	}, p)
 }
