@@ -236,15 +236,8 @@ func (s *State) keys() map[string]string {
 	for h, k := range s.hostKeys {
 		m[templates.HostKeyPlaceholder(h)] = k
 	}
-	for h, f := range s.Facts {
-		for ph, v := range templates.TimelineValues(h, f.DataDir.CurrentTimeline()) {
-			m[ph] = v
-		}
-		if dd := f.DataDir; dd != nil {
-			for ph, v := range templates.ClusterValues(h, dd.SystemID, dd.WALSegSize) {
-				m[ph] = v
-			}
-		}
+	for ph, v := range plan.FactValues(s.Facts) {
+		m[ph] = v
 	}
 	return m
 }

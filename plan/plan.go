@@ -599,29 +599,45 @@ func Resolve(rf templates.File, all map[string]facts.Facts) (content string, unk
 			unknown = true
 		}
 	}
+	// Timelines and clusters: the values plan and apply take from facts.
+	vals := FactValues(all)
 	for _, n := range rf.NeedsTimelines {
-		vals := templates.TimelineValues(n, all[n].DataDir.CurrentTimeline())
 		for _, ph := range []string{templates.TimelinePlaceholder(n), templates.NextTimelinePlaceholder(n)} {
-			if v, ok := vals[ph]; ok {
-				content = strings.ReplaceAll(content, ph, v)
-			} else if strings.Contains(content, ph) {
-				unknown = true
-			}
+			content, unknown = fill(content, ph, vals, unknown)
 		}
 	}
 	for _, n := range rf.NeedsClusters {
-		ph := templates.ClusterPlaceholder(n)
-		var vals map[string]string
-		if dd := all[n].DataDir; dd != nil {
-			vals = templates.ClusterValues(n, dd.SystemID, dd.WALSegSize)
-		}
-		if v, ok := vals[ph]; ok {
-			content = strings.ReplaceAll(content, ph, v)
-		} else if strings.Contains(content, ph) {
-			unknown = true
-		}
+		content, unknown = fill(content, templates.ClusterPlaceholder(n), vals, unknown)
 	}
 	return content, unknown
+}
+
+// fill replaces ph in content with its value in vals; unknown becomes
+// true when ph is there without a value.
+func fill(content, ph string, vals map[string]string, unknown bool) (string, bool) {
+	if v, ok := vals[ph]; ok {
+		return strings.ReplaceAll(content, ph, v), unknown
+	}
+	return content, unknown || strings.Contains(content, ph)
+}
+
+// FactValues maps every placeholder whose value comes from facts (each
+// host's timeline placeholders and cluster placeholder) to its value; a
+// placeholder facts cannot fill is absent. plan (Resolve) and apply fill
+// from the same map.
+func FactValues(all map[string]facts.Facts) map[string]string {
+	m := map[string]string{}
+	for h, f := range all {
+		for ph, v := range templates.TimelineValues(h, f.DataDir.CurrentTimeline()) {
+			m[ph] = v
+		}
+		if dd := f.DataDir; dd != nil {
+			for ph, v := range templates.ClusterValues(h, dd.SystemID, dd.WALSegSize) {
+				m[ph] = v
+			}
+		}
+	}
+	return m
 }
 
 // PublicKey is the ".pub" next to the host's generated key, trimmed; ""
