@@ -479,6 +479,8 @@ func TestGatherRole(t *testing.T) {
 		{"echo 'role lacking'", "lacking"},
 		{"echo 'role absent'", "absent"},
 		{"echo 'psql: error: connection refused' >&2; exit 2", ""},
+		// A hostile host's answer: nothing but setting names is kept.
+		{"printf 'role present\\033[2J\\npostmaster port\\npostmaster x\\033[31m\\npending a;rm\\npostmaster \\npending wal_level\\n'", "hostile"},
 	} {
 		t.Run(c.want, func(t *testing.T) {
 			_, req := tree(t)
@@ -490,6 +492,13 @@ func TestGatherRole(t *testing.T) {
 			f, err := Gather(context.Background(), h, req)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if c.want == "hostile" {
+				st := f.DataDir.Settings
+				if f.DataDir.Role != "" || st == nil || strings.Join(st.Postmaster, ",") != "port" || strings.Join(st.PendingRestart, ",") != "wal_level" {
+					t.Errorf("from a hostile answer: role %q, settings %+v", f.DataDir.Role, st)
+				}
+				return
 			}
 			if f.DataDir.Role != c.want {
 				t.Errorf("role %q, want %q", f.DataDir.Role, c.want)

@@ -222,6 +222,21 @@ func Script(req Request) (string, error) {
 	return vars + strings.Replace(probe, "PATHS\n", calls.String(), 1), nil
 }
 
+// settingName reports whether s can be a pg_settings name (letters,
+// digits, _ and the . of an extension's): what a server reports goes into
+// the plan's restart line, so nothing else from a host is kept.
+func settingName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // validRole keeps the role name safe to splice into the probe's SQL literal.
 func validRole(r string) bool {
 	for _, c := range r {
@@ -314,7 +329,7 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 				dd.Running = true
 			}
 		case "role":
-			if dd != nil {
+			if dd != nil && (arg(0) == "present" || arg(0) == "absent" || arg(0) == "lacking") {
 				dd.Role = arg(0)
 			}
 		case "settingsread":
@@ -322,11 +337,11 @@ func Parse(name string, req Request, out []byte) (Facts, error) {
 				dd.Settings = &ServerSettings{Postmaster: []string{}, PendingRestart: []string{}}
 			}
 		case "postmaster":
-			if dd != nil && dd.Settings != nil {
+			if dd != nil && dd.Settings != nil && settingName(arg(0)) {
 				dd.Settings.Postmaster = append(dd.Settings.Postmaster, arg(0))
 			}
 		case "pending":
-			if dd != nil && dd.Settings != nil {
+			if dd != nil && dd.Settings != nil && settingName(arg(0)) {
 				dd.Settings.PendingRestart = append(dd.Settings.PendingRestart, arg(0))
 			}
 		case "hostkey":
