@@ -99,7 +99,7 @@ func applyAction(c *cli.Context) error {
 			return fmt.Errorf("%s: refusing the saved plan: %w", planFile, err)
 		}
 		p = *saved
-		fmt.Fprintf(out, "%s: the saved plan is current; applying it to %s\n", planFile, planHosts(p))
+		fmt.Fprintf(out, "%s: the saved plan of %s is current; applying it to %s\n", planFile, p.Inventory.Path, planHosts(p))
 	} else {
 		if p, err = plan.Compute(in); err != nil {
 			return err
